@@ -1,0 +1,147 @@
+"""Shared plumbing for the statistics: which rows and columns enter, as numpy arrays, with clear errors.
+
+Only FINISHED runs enter any statistic (a ledger without a ``status`` column is taken as all finished); missing
+values (null, NaN, ±inf) are dropped per analysis and the number of runs used is reported next to every number.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Iterable, Sequence
+
+import numpy as np
+import polars as pl
+
+from analyze.columns import DEFAULT_TARGETS, GEN, HP, MEASURE, hp_columns, measure_columns, target_badness
+
+
+class StatsError(ValueError):
+    """A statistic cannot be computed from this ledger; the message names the column or option and the fix."""
+
+
+def finished_runs(ledger: pl.DataFrame) -> pl.DataFrame:
+    """FINISHED runs only (failed, killed and running runs never enter a statistic)."""
+    if "status" not in ledger.columns:
+        return ledger
+    return ledger.filter(pl.col("status") == "FINISHED")
+
+
+def status_summary(ledger: pl.DataFrame) -> dict[str, int]:
+    """Run counts by status, e.g. {"FINISHED": 96, "FAILED": 4}, for the report header."""
+    if "status" not in ledger.columns:
+        return {"FINISHED": ledger.height}
+    counts = ledger.group_by("status").len()
+    return {str(r["status"]): int(r["len"]) for r in counts.sort("status").iter_rows(named=True)}
+
+
+def require_columns(ledger: pl.DataFrame, columns: Iterable[str], what: str) -> None:
+    missing = [c for c in columns if c not in ledger.columns]
+    if missing:
+        have = ", ".join(c for c in ledger.columns if c.startswith((MEASURE, GEN, HP))) or "none"
+        raise StatsError(f"{what}: column(s) {missing} not in the ledger; ledger columns are: {have}")
+
+
+def pick_measures(ledger: pl.DataFrame, measures: Sequence[str] | None = None) -> list[str]:
+    """The measure columns to analyse: the given ones (``hessian_trace`` or ``measure.hessian_trace``) or all."""
+    if measures is None:
+        found = [c for c in measure_columns(ledger.columns) if _is_numeric(ledger, c)]
+        if not found:
+            raise StatsError("the ledger has no numeric measure.* column; nothing to correlate with generalization")
+        return found
+    names = [m if m.startswith(MEASURE) else MEASURE + m for m in measures]
+    require_columns(ledger, names, "--measures")
+    return names
+
+
+def pick_targets(ledger: pl.DataFrame, targets: Sequence[str] | str | None = None) -> list[str]:
+    """Target columns (``gen.*``): the given ones, else those of the default four that the ledger has."""
+    if targets is None:
+        found = [t for t in DEFAULT_TARGETS if t in ledger.columns]
+        if not found:
+            raise StatsError(f"the ledger has none of the default targets {list(DEFAULT_TARGETS)}; pass --target gen.<name>")
+        return found
+    if isinstance(targets, str):
+        targets = [targets]
+    names = [t if t.startswith(GEN) else GEN + t for t in targets]
+    require_columns(ledger, names, "--target")
+    for t in names:
+        if not _is_numeric(ledger, t):
+            raise StatsError(f"--target {t}: column is not numeric")
+    return names
+
+
+def pick_axes(ledger: pl.DataFrame, axes: Sequence[str] | None = None, *, what: str = "hyperparameter axes") -> list[str]:
+    """Hyperparameter axes: the given ``hp.*`` columns, else every ``hp.*`` column with at least two values."""
+    if axes is None:
+        cols = hp_columns(ledger.columns)
+        if not cols:
+            raise StatsError(
+                f"{what}: the ledger has no hp.* columns, so runs cannot be grouped by hyperparameter; "
+                "add the hyperparameters as hp.<name> columns (a collect sweep does this)"
+            )
+        return [c for c in cols if ledger[c].n_unique() >= 2]
+    names = [a if a.startswith((HP, "tag.")) else HP + a for a in axes]
+    require_columns(ledger, names, what)
+    return names
+
+
+def all_hp_columns(ledger: pl.DataFrame) -> list[str]:
+    return hp_columns(ledger.columns)
+
+
+def _is_numeric(ledger: pl.DataFrame, column: str) -> bool:
+    return ledger.schema[column].is_numeric() or ledger.schema[column] == pl.Boolean
+
+
+def as_float(ledger: pl.DataFrame, columns: Sequence[str]) -> np.ndarray:
+    """Columns as an (n, k) float64 array; null and ±inf become NaN (treated as missing)."""
+    if not columns:
+        return np.empty((ledger.height, 0))
+    out = ledger.select([pl.col(c).cast(pl.Float64) for c in columns]).to_numpy().astype(np.float64, copy=True)
+    out[~np.isfinite(out)] = np.nan
+    return out
+
+
+def group_codes(ledger: pl.DataFrame, columns: Sequence[str]) -> np.ndarray:
+    """One integer per row identifying its combination of values of ``columns`` (null is a value of its own)."""
+    if not columns:
+        return np.zeros(ledger.height, dtype=np.int64)
+    keyed = ledger.select([pl.col(c).cast(pl.Utf8).fill_null("\x00null") for c in columns])
+    codes = keyed.select(pl.struct(pl.all()).rank("dense").alias("_g"))["_g"].to_numpy()
+    return codes.astype(np.int64) - 1
+
+
+def value_labels(series: pl.Series) -> list[str]:
+    """Printable labels of a column's values (null → "none")."""
+    return ["none" if v is None else _fmt_value(v) for v in series.to_list()]
+
+
+def _fmt_value(v: object) -> str:
+    if isinstance(v, float) and v.is_integer() and abs(v) < 1e15:
+        return str(int(v)) if abs(v) >= 1 or v == 0 else str(v)
+    return str(v)
+
+
+def expected_sign(measure: str, target: str) -> int:
+    """Expected sign of corr(measure, target): the registry's direction (vs the gap) times the target's badness.
+
+    0 when the registry does not know the measure (e.g. a ledger from another study), when the registry cannot be
+    imported (it imports torch), or when the target's orientation is unknown.
+    """
+    return _direction(measure) * target_badness(target)
+
+
+@lru_cache(maxsize=None)
+def _direction(measure: str) -> int:
+    try:
+        from collect.measures.registry import expected_direction
+    except Exception:  # torch missing or a broken measure module: directions are then unknown, not an error
+        return 0
+    try:
+        return int(expected_direction(measure))
+    except Exception:
+        return 0
+
+
+def sign_word(s: float | int) -> str:
+    return "positive" if s > 0 else "negative" if s < 0 else "zero"

@@ -1,0 +1,97 @@
+"""``python -m collect``: expand a sweep spec, train and measure every configuration, log to MLflow."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+from collect.config import SpecError
+
+EPILOG = """examples:
+  python -m collect                          # the built-in 'quick' sweep on embedded MNIST
+  python -m collect --list                   # built-in sweeps and their scales
+  python -m collect --sweep volume --scale cpu --dry-run
+  python -m collect --config my_sweep.toml --seeds 0,1,2 --tracking-uri http://127.0.0.1:5000
+"""
+
+
+def parse_seeds(text: str) -> list[int]:
+    """'0,1,2' or '0-4' (inclusive)."""
+    try:
+        if "-" in text and "," not in text:
+            lo, hi = text.split("-")
+            return list(range(int(lo), int(hi) + 1))
+        return [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--seeds {text!r}: give a comma list like 0,1,2 or a range like 0-4") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m collect", description=__doc__, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--sweep", default=None, help="built-in sweep name (default: quick)")
+    src.add_argument("--config", type=Path, default=None, help="path to a sweep spec TOML file")
+    p.add_argument("--scale", default=None, help="named scale of the spec (smoke, cpu, paper; default: the spec's default)")
+    p.add_argument("--list", action="store_true", help="list the built-in sweeps and exit")
+    p.add_argument("--dry-run", action="store_true", help="print the expanded runs and exit without training")
+    p.add_argument("--max-runs", type=int, default=None, help="run at most this many configurations (in spec order)")
+    p.add_argument("--seeds", type=parse_seeds, default=None, help="override the spec's seeds: 0,1,2 or 0-4")
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1 ...")
+    p.add_argument("--tracking-uri", default=None, help="MLflow store (default: $MLFLOW_TRACKING_URI or sqlite:///data/mlflow.db)")
+    p.add_argument("--experiment", default=None, help="MLflow experiment name (default: the sweep's name)")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from collect.sweep import expand, find_sweep, list_sweeps, load_spec
+
+    try:
+        if args.list:
+            for spec in list_sweeps():
+                scales = ", ".join(spec.scales) or "-"
+                print(f"{spec.name:<18} scales: {scales:<20} {spec.description.splitlines()[0] if spec.description else ''}")
+            return 0
+        spec = load_spec(args.config) if args.config else load_spec(find_sweep(args.sweep or "quick"))
+        runs = expand(spec, args.scale, args.seeds)
+    except SpecError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.max_runs is not None:
+        runs = runs[: args.max_runs]
+    if args.dry_run:
+        for i, r in enumerate(runs):
+            print(f"{i:4d}  {r.config_hash}  seed={r.config.seed}  {r.intervention}")
+        print(f"{len(runs)} runs in sweep '{spec.name}'" + (f" (scale {args.scale})" if args.scale else ""))
+        return 0
+
+    from collect.runner import run_sweep
+    from collect.tracking import resolve_tracking_uri
+
+    uri = resolve_tracking_uri(args.tracking_uri)
+    command = "python -m collect " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    try:
+        summary = run_sweep(
+            runs,
+            sweep=spec.name,
+            tracking_uri=uri,
+            experiment=args.experiment,
+            device=args.device,
+            parent_tags={"command": command, "scale": args.scale or str(spec.default_scale or ""), "spec": spec.source},
+            progress=not args.no_progress,
+        )
+    except KeyboardInterrupt:
+        print("\ninterrupted: finished runs are kept; re-run the same command to resume the rest", file=sys.stderr)
+        return 130
+    print(
+        f"sweep '{spec.name}': {summary.finished} finished, {summary.failed} failed, {summary.skipped} already done "
+        f"(of {summary.planned}) in {summary.seconds:.0f}s -> {uri} (experiment id {summary.experiment_id})"
+    )
+    for o in summary.outcomes:
+        if o.status == "FAILED":
+            print(f"  failed {o.run_id}: {o.reason.splitlines()[0] if o.reason else ''}")
+    # A diverged run is a recorded result, not a crash: fail the command only when nothing could finish.
+    return 1 if summary.outcomes and summary.finished == 0 else 0

@@ -1,0 +1,147 @@
+"""The mean training loss as a function of a flat parameter vector, with its gradient and Hessian-vector products.
+
+Everything here is evaluated chunk by chunk over the data, so memory stays bounded by ``chunk_size`` points
+whatever the size of the training set: because each chunk's loss is a *mean*, the full mean loss is
+Σ_chunks (n_chunk / N) · loss_chunk, and the same weights combine gradients and Hessian-vector products.
+
+Hessian-vector products are forward-over-reverse (``torch.func.jvp`` of ``torch.func.grad``), the cheapest exact
+HVP torch offers; several vectors at once go through ``torch.func.vmap``. The model is never modified: parameters
+are passed to ``torch.func.functional_call``, so the measure's model stays exactly as the runner handed it over
+(eval mode, batch norm on running statistics, dropout off).
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Mapping, Sequence
+
+import torch
+from torch import nn
+from torch.func import functional_call, grad, jvp, vmap
+
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+class ChunkedLoss:
+    """L(θ) = mean loss of ``model`` on (x, y), as a function of the flat vector θ of the parameters ``names``.
+
+    ``names`` selects which parameters θ covers (default: all trainable ones, in ``named_parameters`` order);
+    the others stay at their values in ``base`` (default: the model's own). ``base`` lets a caller evaluate the
+    loss at another point, e.g. between two training iterates, without touching the model.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        loss_fn: LossFn,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        *,
+        names: Sequence[str] | None = None,
+        base: Mapping[str, torch.Tensor] | None = None,
+        chunk_size: int = 1000,
+    ) -> None:
+        if chunk_size < 1:
+            raise ValueError(f"chunk_size = {chunk_size} must be >= 1")
+        if x.shape[0] != y.shape[0] or x.shape[0] == 0:
+            raise ValueError(f"x and y must hold the same, non-zero number of points (got {x.shape[0]}, {y.shape[0]})")
+        self.model = model
+        self.loss_fn = loss_fn
+        self.x, self.y = x, y
+        self.chunk_size = int(chunk_size)
+        own = {k: v.detach() for k, v in model.named_parameters() if v.requires_grad}
+        if base is not None:
+            unknown = set(base) - set(own)
+            if unknown:
+                raise ValueError(f"base holds tensors that are not trainable parameters of the model: {sorted(unknown)}")
+            own.update({k: v.detach().to(own[k]) for k, v in base.items()})
+        self.names: list[str] = list(own) if names is None else list(names)
+        missing = [n for n in self.names if n not in own]
+        if missing:
+            raise ValueError(f"unknown parameter names {missing}; the model has {list(own)}")
+        self.fixed = {k: v for k, v in own.items() if k not in self.names}
+        self.shapes = [own[n].shape for n in self.names]
+        self.sizes = [own[n].numel() for n in self.names]
+        self.theta0 = torch.cat([own[n].reshape(-1) for n in self.names])
+
+    # ------------------------------------------------------------------------------------------ plumbing
+    @property
+    def dim(self) -> int:
+        return self.theta0.numel()
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.theta0.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.theta0.device
+
+    @property
+    def n(self) -> int:
+        return self.x.shape[0]
+
+    def unflatten(self, flat: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {n: t.view(s) for n, t, s in zip(self.names, flat.split(self.sizes), self.shapes)}
+
+    def flatten(self, tensors: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        return torch.cat([tensors[n].reshape(-1) for n in self.names])
+
+    def _chunks(self):
+        for i in range(0, self.n, self.chunk_size):
+            xb, yb = self.x[i : i + self.chunk_size], self.y[i : i + self.chunk_size]
+            yield xb, yb, xb.shape[0] / self.n
+
+    def _chunk_loss(self, params: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self.loss_fn(functional_call(self.model, {**self.fixed, **params}, (x,)), y)
+
+    # ------------------------------------------------------------------------------------------ values
+    def value(self, theta: torch.Tensor | None = None) -> float:
+        """L(θ) (θ defaults to the current parameters)."""
+        params = self.unflatten(self.theta0 if theta is None else theta)
+        with torch.no_grad():
+            return float(sum(w * self._chunk_loss(params, xb, yb) for xb, yb, w in self._chunks()))
+
+    def value_and_grad(self, theta: torch.Tensor | None = None) -> tuple[float, torch.Tensor]:
+        """L(θ) and ∇L(θ) as a flat vector."""
+        params = self.unflatten(self.theta0 if theta is None else theta)
+        g_fn = grad(self._chunk_loss, has_aux=False)
+        total, g = 0.0, torch.zeros_like(self.theta0)
+        for xb, yb, w in self._chunks():
+            with torch.no_grad():
+                total += w * float(self._chunk_loss(params, xb, yb))
+            g += w * self.flatten(g_fn(params, xb, yb))
+        return total, g
+
+    def hvp(self, v: torch.Tensor, theta: torch.Tensor | None = None) -> torch.Tensor:
+        """H(θ) v for one flat vector v."""
+        return self.hvp_batch(v.unsqueeze(0), theta)[0]
+
+    def hvp_batch(self, vs: torch.Tensor, theta: torch.Tensor | None = None) -> torch.Tensor:
+        """H(θ) vᵢ for each row vᵢ of ``vs`` (shape [k, dim]), vectorised over the rows with vmap."""
+        if vs.ndim != 2 or vs.shape[1] != self.dim:
+            raise ValueError(f"vs must have shape [k, {self.dim}], got {tuple(vs.shape)}")
+        params = self.unflatten(self.theta0 if theta is None else theta)
+        g_fn = grad(self._chunk_loss)
+
+        def one(v: torch.Tensor, xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
+            tangent = self.unflatten(v)
+            return self.flatten(jvp(lambda p: g_fn(p, xb, yb), (params,), (tangent,))[1])
+
+        out = torch.zeros_like(vs)
+        for xb, yb, w in self._chunks():
+            if vs.shape[0] == 1:
+                out += w * one(vs[0], xb, yb).unsqueeze(0)
+            else:
+                out += w * vmap(one, in_dims=(0, None, None))(vs, xb, yb)
+        return out.detach()
+
+
+def trainable_names(model: nn.Module) -> list[str]:
+    return [k for k, v in model.named_parameters() if v.requires_grad]
+
+
+def squared_weight_norm(model: nn.Module, names: Sequence[str] | None = None) -> float:
+    """‖θ‖² over the named (default: all trainable) parameters."""
+    params = dict(model.named_parameters())
+    keys = trainable_names(model) if names is None else names
+    return float(sum(params[k].detach().double().pow(2).sum() for k in keys))

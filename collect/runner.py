@@ -1,0 +1,265 @@
+"""Train, measure and log one configuration (``run_one``); plan and run a sweep with resume (``run_sweep``).
+
+A run's outcome is always written to the store: FINISHED with its metrics, FAILED with a reason (divergence, a
+measure error, a bug), or KILLED on Ctrl-C. Nothing already logged is touched by later failures.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from dataclasses import dataclass, field, replace
+from typing import Callable, Iterable, Iterator, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from collect.config import RunConfig
+from collect.losses import get_loss
+from collect.measures.context import MeasureContext, MeasureResult, MeasureSkipped
+from collect.measures.registry import get_measure
+from collect.sweep import PlannedRun
+from collect import tracking
+from collect.train import Diverged, TensorData, train
+
+
+@dataclass(frozen=True)
+class SweepTarget:
+    """Where and how runs are logged; picklable so that worker processes can receive it."""
+
+    tracking_uri: str
+    experiment_id: str
+    parent_run_id: str | None
+    sweep: str
+    device: str = "auto"
+    progress: bool = True
+    torch_threads: int | None = None
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    config_hash: str
+    run_id: str | None
+    status: str  # FINISHED, FAILED, KILLED, SKIPPED
+    reason: str = ""
+    seconds: float = 0.0
+    metrics: Mapping[str, float] = field(default_factory=dict)
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto``: CUDA when present, else CPU. Asking for ``cuda`` without one is an error, not a silent fallback."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError("--device cuda was requested but torch.cuda.is_available() is False; use --device auto or cpu")
+    return torch.device(name)
+
+
+def to_tensors(dataset, device: torch.device) -> TensorData:
+    return TensorData(
+        x_train=torch.as_tensor(dataset.x_train, dtype=torch.float32, device=device),
+        y_train=torch.as_tensor(dataset.y_train, dtype=torch.long, device=device),
+        x_test=torch.as_tensor(dataset.x_test, dtype=torch.float32, device=device),
+        y_test=torch.as_tensor(dataset.y_test, dtype=torch.long, device=device),
+        is_attack=torch.as_tensor(dataset.is_attack, dtype=torch.bool, device=device),
+    )
+
+
+def apply_transforms(model: torch.nn.Module, config: RunConfig) -> torch.nn.Module:
+    """Function-preserving reparametrisations of ``config.transform`` (papers 000 section 5, 002 appendix C)."""
+    t = config.transform
+    if t.alpha_scale == 1.0 and t.last_layer_scale == 1.0:
+        return model
+    from collect.transforms import alpha_scale, last_layer_scale
+
+    if t.alpha_scale != 1.0:
+        model = alpha_scale(model, t.alpha_scale, t.alpha_layer)
+    if t.last_layer_scale != 1.0:
+        model = last_layer_scale(model, t.last_layer_scale)
+    return model
+
+
+def compute_measures(ctx: MeasureContext, names_and_options: Sequence[tuple[str, Mapping]], timing: bool = True) -> tuple[dict[str, float], dict[str, pd.DataFrame], dict[str, str]]:
+    """Run each measure; returns ledger metrics, per-sample frames and tags (skips, errors, info)."""
+    metrics: dict[str, float] = {}
+    frames: dict[str, pd.DataFrame] = {}
+    tags: dict[str, str] = {}
+    for name, options in names_and_options:
+        m = get_measure(name)
+        if m.binary_only and not ctx.is_binary:
+            tags[f"measure_skipped.{name}"] = f"{name} needs a binary task; set data.binary = \"low_high\" or a class pair"
+            continue
+        started = time.perf_counter()
+        try:
+            result: MeasureResult = m.fn(ctx, **options)
+        except MeasureSkipped as exc:
+            tags[f"measure_skipped.{name}"] = str(exc)
+            continue
+        except Exception as exc:  # a failing measure must not lose the trained run's other numbers
+            tags[f"measure_error.{name}"] = f"{type(exc).__name__}: {exc}"
+            continue
+        if timing and m.prefix == "measure":
+            metrics[f"time.{name}"] = time.perf_counter() - started
+        metrics.update({f"{m.prefix}.{k}": float(v) for k, v in result.values.items()})
+        if result.per_sample:
+            frames[name] = pd.DataFrame({k: np.asarray(v) for k, v in result.per_sample.items()})
+        tags.update({f"info.{name}.{k}": v for k, v in result.info.items()})
+    return metrics, frames, tags
+
+
+def run_one(planned: PlannedRun, target: SweepTarget) -> RunOutcome:
+    """Train and measure one configuration, logging everything as a child run of ``target.parent_run_id``."""
+    from collect.data import load_dataset
+    from collect.models import build_model
+    from collect.optim import build_optimizer
+
+    if target.torch_threads:
+        torch.set_num_threads(target.torch_threads)
+    cfg = planned.config
+    started = time.perf_counter()
+    client = tracking.ensure_store(target.tracking_uri)
+    run_id = tracking.start_child(
+        client,
+        target.experiment_id,
+        target.parent_run_id,
+        cfg.to_dict(),
+        {tracking.TAG_SWEEP: target.sweep, tracking.TAG_HASH: planned.config_hash, tracking.TAG_INTERVENTION: planned.intervention, "seed": str(cfg.seed)},
+        run_name=f"{planned.intervention} seed={cfg.seed}",
+    )
+    try:
+        device = resolve_device(target.device)
+        dataset = load_dataset(cfg.data, cfg.data_seed)
+        data = to_tensors(dataset, device)
+        tracking.log_dataset(client, run_id, f"{dataset.name}-train", dataset.x_train, dataset.y_train, "training")
+        tracking.log_dataset(client, run_id, f"{dataset.name}-test", dataset.x_test, dataset.y_test, "testing")
+        model = build_model(cfg.model, dataset.input_shape, dataset.num_classes, cfg.seed).to(device)
+        loss_fn = get_loss(cfg.loss)
+
+        def context(m: torch.nn.Module, init_state, step=None, next_iterate=None) -> MeasureContext:
+            return MeasureContext(
+                model=m, config=cfg, x_train=data.x_train, y_train=data.y_train, x_test=data.x_test, y_test=data.y_test,
+                is_attack=data.is_attack, num_classes=dataset.num_classes, loss_fn=loss_fn, init_state=init_state,
+                device=device, seed=cfg.seed, next_iterate=next_iterate, step=step,
+            )
+
+        init_state = {k: v.detach().clone() for k, v in model.named_parameters()}
+        curve_specs = [(n, dict(_options_of(cfg, n))) for n in cfg.curve_measures]
+
+        def on_eval(m: torch.nn.Module, step: int) -> dict[str, float]:
+            if not curve_specs:
+                return {}
+            m.eval()
+            values, _, _ = compute_measures(context(m, init_state, step=step), curve_specs, timing=False)
+            return values
+
+        result = train(cfg, model, data, loss_fn, lambda m: build_optimizer(cfg.optim, m, loss_fn), on_eval=on_eval, progress=target.progress)
+        tracking.log_curves(client, run_id, result.curves)
+        model = apply_transforms(result.model, cfg).eval()
+        ctx = context(model, result.init_state, next_iterate=result.next_iterate)
+        specs = [("generalization", {})] + [(m.name, dict(m.options)) for m in cfg.measures if m.name != "generalization"]
+        metrics, frames, tags = compute_measures(ctx, specs)
+        metrics.update({"train.steps": result.steps, "train.epochs": result.epochs, "train.seconds": result.seconds, "train.converged": float(result.converged)})
+        tracking.log_metrics(client, run_id, metrics)
+        tags.update({"stop_reason": result.stop_reason, "converged": str(result.converged)})
+        tracking.log_tags(client, run_id, tags)
+        artifacts: dict = {"config.json": cfg.to_dict(), "curves.json": result.curves}
+        artifacts.update({f"per_sample/{name}.parquet": frame for name, frame in frames.items()})
+        if cfg.save_weights:
+            state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+            artifacts["model/state_dict.pt"] = lambda path: torch.save(state, path)
+        tracking.log_artifact_files(client, run_id, artifacts)
+        errors = {k: v for k, v in tags.items() if k.startswith("measure_error.")}
+        if errors:
+            reason = "; ".join(f"{k.removeprefix('measure_error.')}: {v}" for k, v in errors.items())
+            tracking.terminate(client, run_id, "FAILED", f"measure failed: {reason}")
+            return RunOutcome(planned.config_hash, run_id, "FAILED", reason, time.perf_counter() - started, metrics)
+        tracking.terminate(client, run_id, "FINISHED")
+        return RunOutcome(planned.config_hash, run_id, "FINISHED", "", time.perf_counter() - started, metrics)
+    except KeyboardInterrupt:
+        tracking.terminate(client, run_id, "KILLED", "interrupted (Ctrl-C)")
+        raise
+    except Diverged as exc:
+        tracking.log_tags(client, run_id, {"diverged": "True"})
+        tracking.terminate(client, run_id, "FAILED", f"diverged: {exc}")
+        return RunOutcome(planned.config_hash, run_id, "FAILED", f"diverged: {exc}", time.perf_counter() - started)
+    except Exception as exc:
+        reason = f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=8)}"
+        tracking.terminate(client, run_id, "FAILED", reason)
+        return RunOutcome(planned.config_hash, run_id, "FAILED", f"{type(exc).__name__}: {exc}", time.perf_counter() - started)
+
+
+def _options_of(cfg: RunConfig, name: str) -> Mapping:
+    for m in cfg.measures:
+        if m.name == name:
+            return m.options
+    return {}
+
+
+Executor = Callable[[Sequence[PlannedRun], SweepTarget], Iterator[RunOutcome]]
+
+
+def sequential_executor(runs: Sequence[PlannedRun], target: SweepTarget) -> Iterator[RunOutcome]:
+    """Run each configuration in this process, one after another."""
+    for planned in runs:
+        yield run_one(planned, target)
+
+
+@dataclass(frozen=True)
+class SweepSummary:
+    experiment_id: str
+    parent_run_id: str
+    planned: int
+    skipped: int
+    outcomes: tuple[RunOutcome, ...]
+    seconds: float
+
+    @property
+    def finished(self) -> int:
+        return sum(o.status == "FINISHED" for o in self.outcomes)
+
+    @property
+    def failed(self) -> int:
+        return sum(o.status == "FAILED" for o in self.outcomes)
+
+
+def run_sweep(
+    runs: Sequence[PlannedRun],
+    *,
+    sweep: str,
+    tracking_uri: str,
+    experiment: str | None = None,
+    device: str = "auto",
+    executor: Executor = sequential_executor,
+    parent_tags: Mapping[str, str] | None = None,
+    progress: bool = True,
+    torch_threads: int | None = None,
+) -> SweepSummary:
+    """Log a parent run, skip configurations already FINISHED (resume), run the rest, close the parent."""
+    started = time.perf_counter()
+    client = tracking.ensure_store(tracking_uri)
+    experiment_id = tracking.get_or_create_experiment(client, experiment or sweep, tracking_uri)
+    done = tracking.finished_hashes(client, experiment_id)
+    todo = [r for r in runs if r.config_hash not in done]
+    tracking.close_stale_runs(client, experiment_id, [r.config_hash for r in todo], "interrupted: the process running it stopped before it finished")
+    parent = tracking.start_parent(client, experiment_id, sweep, {"planned": str(len(runs)), "skipped_finished": str(len(runs) - len(todo)), **(parent_tags or {})})
+    target = SweepTarget(tracking_uri, experiment_id, parent, sweep, device, progress, torch_threads)
+    outcomes: list[RunOutcome] = []
+    bar = tqdm(total=len(todo), desc=f"sweep {sweep}", unit="run", disable=not progress or None)
+    try:
+        for outcome in executor(todo, target):
+            outcomes.append(outcome)
+            bar.update(1)
+            bar.set_postfix(failed=sum(o.status == "FAILED" for o in outcomes))
+            if outcome.status == "FAILED":
+                bar.write(f"run {outcome.run_id} failed: {outcome.reason.splitlines()[0] if outcome.reason else ''}")
+    except KeyboardInterrupt:
+        tracking.terminate(client, parent, "KILLED", "interrupted (Ctrl-C); re-run the same command to resume")
+        raise
+    finally:
+        bar.close()
+    summary = SweepSummary(experiment_id, parent, len(runs), len(runs) - len(todo), tuple(outcomes), time.perf_counter() - started)
+    tracking.log_metrics(client, parent, {"runs.finished": summary.finished, "runs.failed": summary.failed, "runs.skipped": summary.skipped, "sweep.seconds": summary.seconds})
+    tracking.terminate(client, parent, "FINISHED")
+    return summary

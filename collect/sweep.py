@@ -1,0 +1,220 @@
+"""Sweep specs: TOML files with a base config, a grid, zipped axes, explicit cases, seeds, measures and scales.
+
+``expand(spec, scale)`` turns a spec into the list of runs to train, each a validated ``RunConfig`` with an
+intervention label saying which axes make it differ from the base. Every error names the field and the fix.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import tomllib
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Mapping
+
+from collect.config import RunConfig, SpecError, parse_measures, run_config_from_dict
+from collect.measures.registry import check_measure_specs
+
+SWEEP_DIR = Path(__file__).parent / "sweeps"
+SPEC_KEYS = {"name", "description", "default_scale", "seeds", "measures", "base", "grid", "zip", "cases", "scales", "curve_measures"}
+SCALE_KEYS = {"description", "base", "grid", "zip", "cases", "seeds", "measures"}
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    """One configuration of a sweep: what to train, what to call it, and where it sits in the grid."""
+
+    config: RunConfig
+    intervention: str  # e.g. "optim.batch_size=512, optim.optimizer=adam", or "base"
+    axes: Mapping[str, Any]  # the swept values of this run, by dotted path
+
+    @property
+    def config_hash(self) -> str:
+        return self.config.config_hash()
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    """A parsed, not yet expanded sweep spec."""
+
+    name: str
+    description: str
+    raw: Mapping[str, Any]
+    source: str
+
+    @property
+    def scales(self) -> list[str]:
+        return sorted(self.raw.get("scales", {}))
+
+    @property
+    def default_scale(self) -> str | None:
+        return self.raw.get("default_scale")
+
+
+def list_sweeps() -> list[SweepSpec]:
+    return [load_spec(p) for p in sorted(SWEEP_DIR.glob("*.toml"))]
+
+
+def find_sweep(name: str) -> Path:
+    path = SWEEP_DIR / f"{name}.toml"
+    if not path.exists():
+        known = ", ".join(p.stem for p in sorted(SWEEP_DIR.glob("*.toml")))
+        raise SpecError(f"no built-in sweep '{name}'; built-in sweeps: {known} (or pass --config PATH)")
+    return path
+
+
+def load_spec(path: Path) -> SweepSpec:
+    try:
+        raw = tomllib.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise SpecError(f"sweep spec {path} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise SpecError(f"{path}: not valid TOML: {exc}") from None
+    return parse_spec(raw, str(path))
+
+
+def parse_spec(raw: Mapping[str, Any], source: str = "<spec>") -> SweepSpec:
+    unknown = set(raw) - SPEC_KEYS
+    if unknown:
+        raise SpecError(f"{source}: unknown top-level key(s) {sorted(unknown)}; a spec has {', '.join(sorted(SPEC_KEYS))}")
+    if "name" not in raw:
+        raise SpecError(f"{source}: missing 'name' (the sweep's name, used as the MLflow experiment)")
+    for scale, body in raw.get("scales", {}).items():
+        if not isinstance(body, Mapping):
+            raise SpecError(f"{source}: scales.{scale} must be a table")
+        bad = set(body) - SCALE_KEYS
+        if bad:
+            raise SpecError(f"{source}: scales.{scale} has unknown key(s) {sorted(bad)}; allowed: {', '.join(sorted(SCALE_KEYS))}")
+    return SweepSpec(name=str(raw["name"]), description=str(raw.get("description", "")), raw=raw, source=source)
+
+
+def expand(spec: SweepSpec, scale: str | None = None, seeds: list[int] | None = None) -> list[PlannedRun]:
+    """All runs of ``spec`` at ``scale`` (default: the spec's default scale), validated before any training."""
+    raw = _apply_scale(spec, scale)
+    where = f"{spec.source}" + (f" (scale {scale})" if scale else "")
+    base = raw.get("base", {})
+    if not isinstance(base, Mapping):
+        raise SpecError(f"{where}: 'base' must be a table holding a run config")
+    measures = parse_measures(raw.get("measures", []), f"{where}: measures")
+    check_measure_specs(measures, f"{where}: measures")
+    base = copy.deepcopy(dict(base))
+    base["measures"] = [m.to_dict() for m in measures]
+    if "curve_measures" in raw:
+        base["curve_measures"] = list(raw["curve_measures"])
+    run_seeds = seeds if seeds is not None else list(raw.get("seeds", [base.get("seed", 0)]))
+    if not run_seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in run_seeds):
+        raise SpecError(f"{where}: seeds = {run_seeds!r} must be a non-empty list of integers")
+
+    grid = raw.get("grid", {})
+    if not isinstance(grid, Mapping):
+        raise SpecError(f"{where}: 'grid' must be a table of dotted field paths to lists")
+    factors: list[list[dict[str, Any]]] = []
+    for axis, values in grid.items():
+        _check_axis(axis, values, f"{where}: grid")
+        factors.append([{axis: v} for v in values])
+    for i, group in enumerate(raw.get("zip", [])):
+        lengths = set()
+        for axis, values in group.items():
+            _check_axis(axis, values, f"{where}: zip[{i}]")
+            lengths.add(len(values))
+        if len(lengths) != 1:
+            raise SpecError(f"{where}: zip[{i}] axes must have equal lengths, got {sorted(lengths)}")
+        n = lengths.pop()
+        factors.append([{axis: values[k] for axis, values in group.items()} for k in range(n)])
+    combos = [dict(kv for part in parts for kv in part.items()) for parts in itertools.product(*factors)]
+    cases = raw.get("cases", [])
+    if cases:
+        combos = [dict(c, **case) for c in combos for case in cases] if grid or raw.get("zip") else [dict(c) for c in cases]
+
+    resolved_base = run_config_from_dict(base, where=f"{where}: base").to_dict()
+    runs: list[PlannedRun] = []
+    seen: set[str] = set()
+    for combo in combos:
+        label = combo.pop("label", None)
+        cfg_raw = copy.deepcopy(base)
+        for path, value in combo.items():
+            _set_path(cfg_raw, path, value, where)
+        for seed in run_seeds:
+            cfg_raw["seed"] = seed
+            cfg = run_config_from_dict(cfg_raw, where=f"{where} run {_describe(combo)}")
+            if cfg.config_hash() in seen:
+                continue
+            seen.add(cfg.config_hash())
+            runs.append(PlannedRun(cfg, label or _intervention_label(combo, resolved_base), dict(combo)))
+    return runs
+
+
+def with_overrides(run: PlannedRun, **changes: Any) -> PlannedRun:
+    return replace(run, config=replace(run.config, **changes))
+
+
+def _apply_scale(spec: SweepSpec, scale: str | None) -> dict[str, Any]:
+    raw = copy.deepcopy(dict(spec.raw))
+    scales = raw.pop("scales", {})
+    scale = scale or raw.get("default_scale")
+    if scale is None:
+        return raw
+    if scale not in scales:
+        if scale == raw.get("default_scale") or not scales and scale == "cpu":
+            return raw
+        raise SpecError(f"sweep '{spec.name}' has no scale '{scale}'; its scales: {', '.join(sorted(scales)) or 'none'}")
+    body = scales[scale]
+    base = raw.setdefault("base", {})
+    for path, value in body.get("base", {}).items():
+        if isinstance(value, Mapping):
+            raise SpecError(f"scales.{scale}.base: give dotted keys, e.g. \"data.n_train\" = 100 (got table '{path}')")
+        _set_path(base, path, value, f"scales.{scale}.base")
+    if "grid" in body:
+        grid = raw.setdefault("grid", {})
+        for axis, values in body["grid"].items():
+            if values == [] or values is None:
+                grid.pop(axis, None)
+            else:
+                grid[axis] = values
+    for key in ("zip", "cases", "seeds", "measures"):
+        if key in body:
+            raw[key] = body[key]
+    return raw
+
+
+def _check_axis(axis: str, values: Any, where: str) -> None:
+    if axis == "label":
+        return
+    if "." not in axis and axis not in ("loss", "seed", "save_weights"):
+        raise SpecError(f"{where}: axis '{axis}' must be a dotted field path such as 'optim.lr'")
+    if not isinstance(values, list) or not values:
+        raise SpecError(f"{where}: axis '{axis}' must map to a non-empty list of values")
+
+
+def _set_path(cfg: dict[str, Any], path: str, value: Any, where: str) -> None:
+    parts = path.split(".")
+    node = cfg
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise SpecError(f"{where}: cannot set '{path}': '{part}' is not a table")
+    node[parts[-1]] = value
+
+
+def _get_path(cfg: Mapping[str, Any], path: str) -> Any:
+    node: Any = cfg
+    for part in path.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def _intervention_label(combo: Mapping[str, Any], base: Mapping[str, Any]) -> str:
+    """Which swept axes differ from the resolved base config, e.g. 'batch_size=512, optimizer=adam'."""
+    changed = [f"{k.split('.')[-1]}={v}" for k, v in sorted(combo.items()) if _normal(_get_path(base, k)) != _normal(v)]
+    return ", ".join(changed) if changed else "base"
+
+
+def _normal(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
+
+
+def _describe(combo: Mapping[str, Any]) -> str:
+    return "{" + ", ".join(f"{k}={v!r}" for k, v in combo.items()) + "}" if combo else "{base}"

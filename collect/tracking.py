@@ -1,0 +1,211 @@
+"""MLflow layout of the design page: one experiment per sweep, a parent run per invocation, a child run per config.
+
+Everything goes through ``MlflowClient`` with explicit run ids (no fluent active-run state), so workers in other
+processes or machines can log child runs of the same parent directly to the store.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+from urllib.parse import urlparse
+
+import numpy as np
+import pandas as pd
+from mlflow import MlflowClient
+from mlflow.entities import DatasetInput, InputTag, Metric, Param, RunTag
+
+DEFAULT_TRACKING_URI = "sqlite:///data/mlflow.db"
+TAG_SWEEP, TAG_HASH, TAG_INTERVENTION, TAG_KIND = "sweep", "config_hash", "intervention", "flatlas.kind"
+PARENT_TAG = "mlflow.parentRunId"
+BATCH = 900  # MLflow accepts at most 1000 metrics per log_batch call
+
+
+def resolve_tracking_uri(flag: str | None = None) -> str:
+    """``--tracking-uri``, else ``MLFLOW_TRACKING_URI``, else ``sqlite:///data/mlflow.db`` (relative to the cwd)."""
+    uri = flag or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+    path = sqlite_path(uri)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    return uri
+
+
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` URI, else None."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    return Path(uri.removeprefix("sqlite:///"))
+
+
+def artifact_root(uri: str) -> str | None:
+    """Artifacts of a SQLite store live beside the database under ``mlartifacts/``; a server decides its own."""
+    path = sqlite_path(uri)
+    if path is not None:
+        return (path.parent.resolve() / "mlartifacts").as_uri()
+    parsed = urlparse(uri)
+    if parsed.scheme in ("", "file"):
+        return None
+    return None
+
+
+def ensure_store(uri: str) -> MlflowClient:
+    """Open the store, creating (and schema-migrating) a fresh SQLite database once, before any worker writes."""
+    client = MlflowClient(tracking_uri=uri)
+    client.search_experiments(max_results=1)
+    return client
+
+
+def get_or_create_experiment(client: MlflowClient, name: str, uri: str) -> str:
+    exp = client.get_experiment_by_name(name)
+    if exp is not None:
+        if exp.lifecycle_stage == "deleted":
+            raise RuntimeError(f"experiment '{name}' is deleted in {uri}; restore it in mlflow ui or pass --experiment NEW_NAME")
+        return exp.experiment_id
+    root = artifact_root(uri)
+    location = f"{root}/{name}" if root else None
+    return client.create_experiment(name, artifact_location=location)
+
+
+def code_version() -> str:
+    """Git commit of the toolkit's checkout (with '+dirty' for local changes), else the package version."""
+    here = Path(__file__).resolve().parent
+    try:
+        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5)
+        if sha.returncode == 0:
+            dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here, capture_output=True, text=True, timeout=5)
+            return sha.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        pass
+    from collect import __version__
+
+    return __version__
+
+
+def start_parent(client: MlflowClient, experiment_id: str, sweep: str, tags: Mapping[str, str]) -> str:
+    run = client.create_run(
+        experiment_id,
+        tags={TAG_SWEEP: sweep, TAG_KIND: "sweep", "code_version": code_version(), **tags},
+        run_name=f"{sweep} {time.strftime('%Y-%m-%d %H:%M:%S')}",
+    )
+    return run.info.run_id
+
+
+def child_runs(client: MlflowClient, experiment_id: str) -> list:
+    """All child (configuration) runs of an experiment, any status."""
+    out, token = [], None
+    while True:
+        page = client.search_runs([experiment_id], filter_string=f"tags.`{TAG_KIND}` = 'config'", max_results=1000, page_token=token)
+        out.extend(page)
+        token = page.token
+        if not token:
+            return out
+
+
+def finished_hashes(client: MlflowClient, experiment_id: str) -> set[str]:
+    """Config hashes that already have a FINISHED child run (resume skips them)."""
+    return {r.data.tags.get(TAG_HASH) for r in child_runs(client, experiment_id) if r.info.status == "FINISHED"}
+
+
+def close_stale_runs(client: MlflowClient, experiment_id: str, hashes: Iterable[str], reason: str) -> int:
+    """Mark child runs still RUNNING for these hashes (a crashed or killed earlier invocation) as FAILED."""
+    wanted, closed = set(hashes), 0
+    for r in child_runs(client, experiment_id):
+        if r.info.status == "RUNNING" and r.data.tags.get(TAG_HASH) in wanted:
+            client.set_tag(r.info.run_id, "failure_reason", reason)
+            client.set_terminated(r.info.run_id, "FAILED")
+            closed += 1
+    return closed
+
+
+def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.update(flatten(value, f"{name}."))
+        else:
+            out[name] = value
+    return out
+
+
+def start_child(
+    client: MlflowClient,
+    experiment_id: str,
+    parent_run_id: str | None,
+    config: Mapping[str, Any],
+    tags: Mapping[str, str],
+    run_name: str,
+) -> str:
+    """Create a RUNNING child run holding the full resolved config as params (measures as JSON)."""
+    all_tags = {TAG_KIND: "config", "code_version": code_version(), **tags}
+    if parent_run_id:
+        all_tags[PARENT_TAG] = parent_run_id
+    run_id = client.create_run(experiment_id, tags=all_tags, run_name=run_name).info.run_id
+    flat = flatten({k: v for k, v in config.items() if k != "measures"})
+    params = [Param(k, json.dumps(v) if isinstance(v, (list, tuple, dict)) else str(v)) for k, v in flat.items()]
+    params.append(Param("measures", json.dumps(config.get("measures", []))[:6000]))
+    client.log_batch(run_id, params=params)
+    return run_id
+
+
+def log_metrics(client: MlflowClient, run_id: str, values: Mapping[str, float], step: int = 0) -> None:
+    now = int(time.time() * 1000)
+    metrics = [Metric(k, float(v), now, step) for k, v in values.items() if v is not None]
+    for i in range(0, len(metrics), BATCH):
+        client.log_batch(run_id, metrics=metrics[i : i + BATCH])
+
+
+def log_curves(client: MlflowClient, run_id: str, curves: list[Mapping[str, float]]) -> None:
+    """Training curves as metrics ``curve.<name>`` with ``step`` = training step."""
+    now = int(time.time() * 1000)
+    metrics = [
+        Metric(f"curve.{k}", float(v), now, int(row["step"]))
+        for row in curves
+        for k, v in row.items()
+        if k != "step" and v is not None and np.isfinite(v)
+    ]
+    for i in range(0, len(metrics), BATCH):
+        client.log_batch(run_id, metrics=metrics[i : i + BATCH])
+
+
+def log_tags(client: MlflowClient, run_id: str, tags: Mapping[str, Any]) -> None:
+    if tags:
+        client.log_batch(run_id, tags=[RunTag(k, str(v)[:5000]) for k, v in tags.items()])
+
+
+def log_dataset(client: MlflowClient, run_id: str, name: str, features: np.ndarray, targets: np.ndarray, context: str) -> None:
+    """Record a dataset input (name, digest, shape) so ``mlflow ui`` shows what each run trained and tested on."""
+    import mlflow.data
+    from mlflow.data.code_dataset_source import CodeDatasetSource
+
+    source = CodeDatasetSource({"flatlas.dataset": name})
+    ds = mlflow.data.from_numpy(features.reshape(len(features), -1), targets=targets, name=name, source=source)
+    client.log_inputs(run_id, datasets=[DatasetInput(ds._to_mlflow_entity(), tags=[InputTag("mlflow.data.context", context)])])
+
+
+def log_artifact_files(client: MlflowClient, run_id: str, files: Mapping[str, Any]) -> None:
+    """Write and log artifacts: ``{relative path: pandas frame | dict (json) | bytes-producing callable}``."""
+    with tempfile.TemporaryDirectory() as tmp:
+        for rel, content in files.items():
+            path = Path(tmp) / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if isinstance(content, pd.DataFrame):
+                content.to_parquet(path, index=False)
+            elif isinstance(content, (dict, list)):
+                path.write_text(json.dumps(content, indent=2, default=str))
+            elif callable(content):
+                content(path)
+            else:
+                path.write_bytes(content)
+        client.log_artifacts(run_id, tmp)
+
+
+def terminate(client: MlflowClient, run_id: str, status: str, reason: str | None = None) -> None:
+    if reason:
+        client.set_tag(run_id, "failure_reason", reason[:5000])
+    client.set_terminated(run_id, status)
