@@ -14,6 +14,8 @@ EPILOG = """examples:
   python -m collect --list                   # built-in sweeps and their scales
   python -m collect --sweep volume --scale cpu --dry-run
   python -m collect --config my_sweep.toml --seeds 0,1,2 --tracking-uri http://127.0.0.1:5000
+  python -m collect --workers 4 --retries 1      # 4 runs at a time in local processes
+  python -m collect --executor dask --scheduler tcp://HOST:8786 --tracking-uri http://HOST:5000
 """
 
 
@@ -42,6 +44,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tracking-uri", default=None, help="MLflow store (default: $MLFLOW_TRACKING_URI or sqlite:///data/mlflow.db)")
     p.add_argument("--experiment", default=None, help="MLflow experiment name (default: the sweep's name)")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.add_argument("--executor", choices=("local", "dask"), default="local",
+                   help="local: parallel processes on this machine (default); dask: a Dask cluster (--scheduler, else a LocalCluster)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="runs in parallel: local processes, or LocalCluster workers with --executor dask (default: the number of cores)")
+    p.add_argument("--scheduler", default=None, help="address of a running Dask scheduler, e.g. tcp://HOST:8786 (with --executor dask)")
+    p.add_argument("--retries", type=int, default=2,
+                   help="re-runs of a configuration whose worker died or whose store write failed, before it is recorded FAILED (default 2)")
     return p
 
 
@@ -68,21 +77,29 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{len(runs)} runs in sweep '{spec.name}'" + (f" (scale {args.scale})" if args.scale else ""))
         return 0
 
+    from collect.executors import ExecutorError, open_executor
     from collect.runner import run_sweep
     from collect.tracking import resolve_tracking_uri
 
     uri = resolve_tracking_uri(args.tracking_uri)
     command = "python -m collect " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
     try:
-        summary = run_sweep(
-            runs,
-            sweep=spec.name,
-            tracking_uri=uri,
-            experiment=args.experiment,
-            device=args.device,
-            parent_tags={"command": command, "scale": args.scale or str(spec.default_scale or ""), "spec": spec.source},
-            progress=not args.no_progress,
-        )
+        with open_executor(args.executor, workers=args.workers, scheduler=args.scheduler, retries=args.retries) as (executor, threads):
+            summary = run_sweep(
+                runs,
+                sweep=spec.name,
+                tracking_uri=uri,
+                experiment=args.experiment,
+                device=args.device,
+                executor=executor,
+                parent_tags={"command": command, "scale": args.scale or str(spec.default_scale or ""), "spec": spec.source,
+                             "executor": args.executor},
+                progress=not args.no_progress,
+                torch_threads=threads,
+            )
+    except ExecutorError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("\ninterrupted: finished runs are kept; re-run the same command to resume the rest", file=sys.stderr)
         return 130

@@ -142,11 +142,14 @@ class TransformConfig:
     alpha_scale: float = 1.0  # (W_i, b_i, W_{i+1}) -> (aW_i, ab_i, W_{i+1}/a) on ReLU layer alpha_layer
     alpha_layer: int = 0
     last_layer_scale: float = 1.0  # paper 000 Prop. 5.1
+    at_epoch: int | None = None  # None: after training, before measuring; else mid-training (paper 002 figure 5)
 
     def validate(self, prefix: str) -> None:
         for name in ("alpha_scale", "last_layer_scale"):
             if not getattr(self, name) > 0:
                 raise SpecError(f"{prefix}.{name} must be > 0")
+        if self.at_epoch is not None and self.at_epoch < 1:
+            raise SpecError(f"{prefix}.at_epoch = {self.at_epoch} must be >= 1 (or absent: transform after training)")
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,8 @@ measure error, a bug), or KILLED on Ctrl-C. Nothing already logged is touched by
 
 from __future__ import annotations
 
+import os
+import socket
 import time
 import traceback
 from dataclasses import dataclass, field, replace
@@ -118,6 +120,9 @@ def run_one(planned: PlannedRun, target: SweepTarget) -> RunOutcome:
     if target.torch_threads:
         torch.set_num_threads(target.torch_threads)
     cfg = planned.config
+    # Global RNG (dropout masks, optimizer noise) from the run's seed, so results do not depend on which worker ran
+    # the run or what it ran before.
+    torch.manual_seed(cfg.seed)
     started = time.perf_counter()
     client = tracking.ensure_store(target.tracking_uri)
     run_id = tracking.start_child(
@@ -125,15 +130,16 @@ def run_one(planned: PlannedRun, target: SweepTarget) -> RunOutcome:
         target.experiment_id,
         target.parent_run_id,
         cfg.to_dict(),
-        {tracking.TAG_SWEEP: target.sweep, tracking.TAG_HASH: planned.config_hash, tracking.TAG_INTERVENTION: planned.intervention, "seed": str(cfg.seed)},
+        {tracking.TAG_SWEEP: target.sweep, tracking.TAG_HASH: planned.config_hash, tracking.TAG_INTERVENTION: planned.intervention, "seed": str(cfg.seed),
+         "worker": f"{socket.gethostname()}:{os.getpid()}"},  # which machine and process ran it
         run_name=f"{planned.intervention} seed={cfg.seed}",
     )
     try:
         device = resolve_device(target.device)
         dataset = load_dataset(cfg.data, cfg.data_seed)
         data = to_tensors(dataset, device)
-        tracking.log_dataset(client, run_id, f"{dataset.name}-train", dataset.x_train, dataset.y_train, "training")
-        tracking.log_dataset(client, run_id, f"{dataset.name}-test", dataset.x_test, dataset.y_test, "testing")
+        _log_dataset(client, run_id, f"{dataset.name}-train", dataset.x_train, dataset.y_train, "training")
+        _log_dataset(client, run_id, f"{dataset.name}-test", dataset.x_test, dataset.y_test, "testing")
         model = build_model(cfg.model, dataset.input_shape, dataset.num_classes, cfg.seed).to(device)
         loss_fn = get_loss(cfg.loss)
 
@@ -154,9 +160,13 @@ def run_one(planned: PlannedRun, target: SweepTarget) -> RunOutcome:
             values, _, _ = compute_measures(context(m, init_state, step=step), curve_specs, timing=False)
             return values
 
-        result = train(cfg, model, data, loss_fn, lambda m: build_optimizer(cfg.optim, m, loss_fn), on_eval=on_eval, progress=target.progress)
+        mid = cfg.transform.at_epoch
+        result = train(
+            cfg, model, data, loss_fn, lambda m: build_optimizer(cfg.optim, m, loss_fn), on_eval=on_eval,
+            progress=target.progress, transform_at=(mid, lambda m: apply_transforms(m, cfg)) if mid else None,
+        )
         tracking.log_curves(client, run_id, result.curves)
-        model = apply_transforms(result.model, cfg).eval()
+        model = (result.model if mid else apply_transforms(result.model, cfg)).eval()
         ctx = context(model, result.init_state, next_iterate=result.next_iterate)
         specs = [("generalization", {})] + [(m.name, dict(m.options)) for m in cfg.measures if m.name != "generalization"]
         metrics, frames, tags = compute_measures(ctx, specs)
@@ -188,6 +198,21 @@ def run_one(planned: PlannedRun, target: SweepTarget) -> RunOutcome:
         reason = f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=8)}"
         tracking.terminate(client, run_id, "FAILED", reason)
         return RunOutcome(planned.config_hash, run_id, "FAILED", f"{type(exc).__name__}: {exc}", time.perf_counter() - started)
+
+
+def _log_dataset(client, run_id: str, *args) -> None:
+    """``tracking.log_dataset``, tried again when it fails: parallel workers starting together race to register the
+    same dataset (MLflow looks it up, then inserts it; the slower one hits the unique constraint), and the second try
+    links the row the faster one inserted."""
+    from mlflow.exceptions import MlflowException
+
+    for attempt in range(3):
+        try:
+            return tracking.log_dataset(client, run_id, *args)
+        except MlflowException:
+            if attempt == 2:
+                raise
+            time.sleep(0.2 * (attempt + 1))
 
 
 def _options_of(cfg: RunConfig, name: str) -> Mapping:

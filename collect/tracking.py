@@ -11,6 +11,7 @@ import os
 import subprocess
 import tempfile
 import time
+from functools import cache
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 from urllib.parse import urlparse
@@ -71,6 +72,7 @@ def get_or_create_experiment(client: MlflowClient, name: str, uri: str) -> str:
     return client.create_experiment(name, artifact_location=location)
 
 
+@cache
 def code_version() -> str:
     """Git commit of the toolkit's checkout (with '+dirty' for local changes), else the package version."""
     here = Path(__file__).resolve().parent

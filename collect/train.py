@@ -98,11 +98,14 @@ def train(
     build_step: Callable[[nn.Module], Callable],
     on_eval: Callable[[nn.Module, int], Mapping[str, float]] | None = None,
     progress: bool = True,
+    transform_at: tuple[int, Callable[[nn.Module], nn.Module]] | None = None,
 ) -> TrainResult:
     """Train ``model`` in place until a stopping criterion of ``config.stop`` is met.
 
     ``build_step(model)`` returns the optimizer step (collect.optim.build_optimizer); ``on_eval(model, step)`` may
-    return extra curve values (measures along training). Raises ``Diverged`` on a non-finite loss.
+    return extra curve values (measures along training). ``transform_at = (epoch, fn)`` replaces the weights by those
+    of ``fn(model)`` in place at the end of that epoch and training continues with the same optimizer state (the
+    mid-training alpha scaling of paper 002 figure 5). Raises ``Diverged`` on a non-finite loss.
     """
     started = time.perf_counter()
     stop, optim = config.stop, config.optim
@@ -130,6 +133,12 @@ def train(
                 raise Diverged(f"training loss became {float(loss)} at step {step} (lower optim.lr or check the data)")
             if averager is not None and step >= swa_from and step % spe == 0:
                 averager.update_parameters(model)
+            if transform_at is not None and step == transform_at[0] * spe:
+                with torch.no_grad():
+                    model.load_state_dict(transform_at[1](model).state_dict())
+                row = _eval_row(model, data, loss_fn, step, spe)
+                curves.append({**row, **(on_eval(model, step) if on_eval else {}), "transformed": 1.0})
+                model.train()
             if step % eval_every == 0 or step >= deadline:
                 row = _eval_row(model, data, loss_fn, step, spe)
                 if not math.isfinite(row["train_loss"]):

@@ -1,89 +1,99 @@
 """The HTML report: renders the frames the statistics produced (it computes no statistic itself).
 
-``write_report(ledger, frames, meta, out)`` writes one self-contained file (see ``page``).
+``write_report(ledger, frames, meta, out)`` writes one self-contained file answering "which measures predict
+generalization here, and where do they break?": header, verdict, ranking, per-measure panels, granulated Kendall,
+sign-error, partial correlations, flags, paper-specific views, training curves, cost and runs (``sections``).
+The frame keys and columns it reads are listed in ``analyze.report.frames.FRAMES``.
+``log_report_to_mlflow(path, tracking_uri, experiment)`` attaches the file to the experiment's parent run.
 """
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
-import altair as alt
 import polars as pl
 
-from analyze.columns import measure_columns
-from analyze.ledger import finished, ledger_hash, status_counts
-from analyze.report.page import Page, escape, table
+from analyze.columns import DEFAULT_TARGET
+from analyze.report.data import MAX_POINTS
+from analyze.report.frames import FRAMES
+from analyze.report.mlflow_log import log_report_to_mlflow
+from analyze.report.page import Page, escape
+from analyze.report.sections import SECTIONS, Inputs, resolve_sections
 
-MAX_POINTS = 5000  # scatters above this many runs are sampled (and say so)
+DEFAULT_MLFLOW_UI = "http://127.0.0.1:5000"  # where `mlflow ui` listens by default
+
+__all__ = ["FRAMES", "SECTIONS", "log_report_to_mlflow", "mlflow_ui_url", "render", "write_report"]
 
 
-def scatter(ledger: pl.DataFrame, measure: str, target: str, seed: int = 0) -> tuple[dict, str]:
-    """Altair scatter of one measure against the target, coloured by intervention; returns (spec, note)."""
-    color = "tag.intervention" if "tag.intervention" in ledger.columns else None
-    cols = ["run_id", measure, target] + ([color] if color else [])
-    data = ledger.select(cols).drop_nulls([measure, target])
-    note = ""
-    if len(data) > MAX_POINTS:
-        note = f"{MAX_POINTS} of {len(data)} runs shown (random sample, seed {seed})."
-        data = data.sample(MAX_POINTS, seed=seed)
-    renamed = data.rename({measure: "measure", target: "target"} | ({color: "intervention"} if color else {}))
-    chart = (
-        alt.Chart(alt.Data(values=renamed.to_dicts()))
-        .mark_circle(size=45, opacity=0.75)
-        .encode(
-            x=alt.X("measure:Q", title=measure, scale=alt.Scale(zero=False)),
-            y=alt.Y("target:Q", title=target, scale=alt.Scale(zero=False)),
-            tooltip=["run_id:N", "measure:Q", "target:Q"] + (["intervention:N"] if color else []),
-            **({"color": alt.Color("intervention:N", legend=alt.Legend(title="intervention", orient="bottom", columns=2, labelLimit=260))} if color else {}),
-        )
-        .properties(width=300, height=230, title=f"{measure.removeprefix('measure.')}")
+def mlflow_ui_url(meta: Mapping[str, Any]) -> str | None:
+    """Base URL of the MLflow UI for run links: ``meta['mlflow_ui']``, else an http(s) tracking URI, else the local
+    default for a store on disk; None for a ledger read from a file (its run ids are not MLflow runs)."""
+    if meta.get("mlflow_ui"):
+        return str(meta["mlflow_ui"])
+    uri = meta.get("tracking_uri")
+    if uri and str(uri).startswith(("http://", "https://")):
+        return str(uri)
+    if meta.get("ledger_path"):
+        return None
+    return DEFAULT_MLFLOW_UI
+
+
+def render(
+    ledger: pl.DataFrame,
+    frames: Mapping[str, pl.DataFrame],
+    meta: Mapping[str, Any],
+    *,
+    sections: Sequence[str] | None = None,
+    max_points: int = MAX_POINTS,
+    seed: int = 0,
+) -> str:
+    """The report as one HTML string."""
+    names = resolve_sections(sections if sections is not None else meta.get("sections"))
+    done = ledger.filter(pl.col("status") == "FINISHED") if "status" in ledger.columns else ledger
+    inp = Inputs(
+        ledger=ledger,
+        done=done,
+        frames=dict(frames),
+        meta=dict(meta),
+        target=str(meta.get("target") or DEFAULT_TARGET),
+        mlflow_ui=mlflow_ui_url(meta),
+        max_points=max_points,
+        seed=seed,
     )
-    return chart.to_dict(), note
-
-
-def header(ledger: pl.DataFrame, meta: Mapping[str, Any]) -> str:
-    counts = status_counts(ledger)
-    hp_varied = [
-        c for c in ledger.columns if c.startswith("hp.") and ledger[c].drop_nulls().cast(pl.Utf8).n_unique() > 1
-    ]
-    interventions = ", ".join(
-        f"{escape(c.removeprefix('hp.'))} ∈ {{{escape(', '.join(sorted(map(str, ledger[c].drop_nulls().cast(pl.Utf8).unique().to_list()))))}}}"
-        for c in hp_varied
-    )
-    from analyze import __version__
-
-    return (
-        f"<h1>flatlas report: {escape(meta.get('experiment', ''))}</h1>"
-        f"<p>{len(ledger)} runs: " + ", ".join(f"{n} {escape(s.lower())}" for s, n in sorted(counts.items())) + ". "
-        f"Statistics use the finished runs only.</p>"
-        f"<p>Interventions: {interventions or 'none varied'}.</p>"
-        f"<p>Target: <code>{escape(meta.get('target', ''))}</code>. Command: <code>{escape(meta.get('command', ''))}</code>. "
-        f"Ledger hash {escape(ledger_hash(ledger))}; flatlas {escape(__version__)}; store {escape(meta.get('tracking_uri') or meta.get('ledger_path') or '')}.</p>"
-    )
-
-
-def render(ledger: pl.DataFrame, frames: Mapping[str, pl.DataFrame], meta: Mapping[str, Any]) -> str:
-    target = str(meta.get("target", "gen.gap_acc"))
-    page = Page(title=f"flatlas: {meta.get('experiment', '')}")
-    page.sections.append(header(ledger, meta))
-    for name, frame in frames.items():
-        page.sections.append(f"<h2>{escape(name.replace('_', ' ').capitalize())}</h2>" + table(frame))
-    done = finished(ledger)
-    if target in done.columns:
-        page.sections.append(f"<h2>Measures against {escape(target)}</h2>")
-        for m in measure_columns(done.columns):
-            if done[m].drop_nulls().len() == 0:
-                continue
-            spec, note = scatter(done, m, target)
-            page.sections.append(page.add_chart(spec) + (f"<p class='note'>{escape(note)}</p>" if note else ""))
-    runs = ledger.select([c for c in ("run_id", "status", "tag.intervention", "seed", target, "tag.failure_reason") if c in ledger.columns])
-    page.sections.append("<h2>Runs</h2>" + table(runs))
+    page = Page(title=f"flatlas: {meta.get('experiment') or 'report'}")
+    for name in names:
+        title, fn = SECTIONS[name]
+        n_charts = len(page.charts)
+        try:
+            body = fn(inp, page)
+        except Exception as exc:  # one malformed frame must not cost the whole report; the page says what failed
+            del page.charts[n_charts:]
+            warnings.warn(f"report section {name!r} failed: {type(exc).__name__}: {exc}", stacklevel=2)
+            body = f"<p class='missing'>This section failed to render: {escape(type(exc).__name__)}: {escape(exc)}</p>"
+        if body:
+            page.add_section(name, title, body)
     return page.render()
 
 
-def write_report(ledger: pl.DataFrame, frames: Mapping[str, pl.DataFrame], meta: Mapping[str, Any], out: Path) -> Path:
+def write_report(
+    ledger: pl.DataFrame,
+    frames: Mapping[str, pl.DataFrame],
+    meta: Mapping[str, Any],
+    out: Path,
+    *,
+    sections: Sequence[str] | None = None,
+    max_points: int = MAX_POINTS,
+    seed: int = 0,
+) -> Path:
+    """Render and write the report to ``out`` (parent folders created); returns the path.
+
+    ``sections`` (default ``meta['sections']``, else all) picks sections by name (see ``SECTIONS``); scatters with
+    more than ``max_points`` runs show a seeded random sample and say so.
+    """
     out = Path(out)
+    text = render(ledger, frames, meta, sections=sections, max_points=max_points, seed=seed)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(render(ledger, frames, meta), encoding="utf-8")
+    out.write_text(text, encoding="utf-8")
     return out

@@ -1,12 +1,18 @@
-"""A self-contained HTML page: Vega/Vega-Lite/vega-embed inlined once, chart specs as escaped JSON, no network."""
+"""A self-contained HTML page: Vega/Vega-Lite/vega-embed inlined once, chart specs as escaped JSON, no network.
+
+Every string that reaches the page goes through ``escape`` (HTML text and attributes) or ``json_for_script`` (chart
+specs inside ``<script type="application/json">``), so a run name or tag such as ``<script>…`` shows as text.
+A Content-Security-Policy forbids every network fetch, so the opened file makes no request even by accident.
+"""
 
 from __future__ import annotations
 
 import html
 import json
+import math
 from dataclasses import dataclass, field
 from functools import cache
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping
 
 import polars as pl
 
@@ -20,19 +26,14 @@ def vega_bundle() -> str:
 
 
 def escape(value: Any) -> str:
+    """HTML-escape any value (None → empty) for text and quoted attributes."""
     return html.escape("" if value is None else str(value), quote=True)
 
 
 def json_for_script(spec: Mapping[str, Any]) -> str:
     """JSON safe inside a <script> element: '<', '>' and '&' escaped so no run string can close the tag."""
-    text = json.dumps(spec, default=str, allow_nan=False)
+    text = json.dumps(spec, default=str, allow_nan=False, separators=(",", ":"))
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
-
-
-def _clean(value: Any) -> Any:
-    if isinstance(value, float) and value != value:
-        return None
-    return value
 
 
 def sanitize(spec: Any) -> Any:
@@ -41,94 +42,160 @@ def sanitize(spec: Any) -> Any:
         return {k: sanitize(v) for k, v in spec.items()}
     if isinstance(spec, list):
         return [sanitize(v) for v in spec]
-    if isinstance(spec, float) and (spec != spec or spec in (float("inf"), float("-inf"))):
+    if isinstance(spec, float) and not math.isfinite(spec):
         return None
     return spec
 
 
-def table(frame: pl.DataFrame, digits: int = 3, max_rows: int = 500, sortable: bool = True) -> str:
-    """An HTML table of a polars frame; every cell escaped; floats rounded for reading."""
+def fmt_number(v: float, digits: int = 3) -> str:
+    """A float for reading: fixed point in the usual range, scientific for tiny or huge magnitudes."""
+    if v is None or not math.isfinite(v):
+        return ""
+    if v != 0 and (abs(v) < 1e-3 or abs(v) >= 1e4):
+        return f"{v:.{digits}g}"
+    return f"{v:.{digits}f}"
+
+
+def table(
+    frame: pl.DataFrame,
+    digits: int = 3,
+    max_rows: int = 500,
+    sortable: bool = True,
+    links: Mapping[str, Callable[[Any], str | None]] | None = None,
+    css: str = "",
+    wide: tuple[str, ...] = (),
+) -> str:
+    """An HTML table of a polars frame; every cell escaped; floats rounded for reading; ``links`` turn a column's
+    cells into links (the function maps a cell value to a URL, or None for plain text); ``wide`` columns hold prose."""
+    links = links or {}
     head = "".join(f"<th>{escape(c)}</th>" for c in frame.columns)
     rows = []
     for row in frame.head(max_rows).iter_rows():
         cells = []
-        for v in row:
+        for col, v in zip(frame.columns, row):
             if isinstance(v, float):
-                text = "" if v != v else (f"{v:.{digits}g}" if abs(v) < 1e-3 or abs(v) >= 1e4 else f"{v:.{digits}f}")
-                cells.append(f'<td class="num" data-v="{escape(v)}">{escape(text)}</td>')
+                text = fmt_number(v, digits)
+                sort_key = escape(v) if math.isfinite(v) else ""
+                cells.append(f'<td class="num" data-v="{sort_key}">{escape(text)}</td>')
+            elif isinstance(v, int) and not isinstance(v, bool):
+                cells.append(f'<td class="num" data-v="{v}">{v}</td>')
+            elif col in links and v is not None and links[col](v):
+                cells.append(f'<td><a href="{escape(links[col](v))}">{escape(v)}</a></td>')
+            elif col in wide:
+                cells.append(f"<td class='wide'>{escape(v)}</td>")
             else:
                 cells.append(f"<td>{escape(v)}</td>")
         rows.append("<tr>" + "".join(cells) + "</tr>")
     more = f"<p class='note'>{len(frame) - max_rows} more rows not shown.</p>" if len(frame) > max_rows else ""
-    cls = "sortable" if sortable else ""
+    cls = " ".join(c for c in ("sortable" if sortable else "", css) if c)
     return f"<table class='{cls}'><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>{more}"
 
 
 @dataclass
+class Section:
+    """One titled part of the page; ``anchor`` is its id for the table of contents."""
+
+    anchor: str
+    title: str
+    body: str
+
+
+@dataclass
 class Page:
-    """Sections of HTML and chart specs, rendered into one file."""
+    """Sections of HTML and chart specs, rendered into one file with one copy of the Vega libraries."""
 
     title: str
-    sections: list[str] = field(default_factory=list)
-    charts: list[tuple[str, dict]] = field(default_factory=list)
+    sections: list[Section] = field(default_factory=list)
+    charts: list[tuple[str, dict, str]] = field(default_factory=list)
 
-    def add_chart(self, spec: dict) -> str:
+    def add_chart(self, spec: Mapping[str, Any], renderer: str = "svg", label: str = "") -> str:
+        """Register a Vega-Lite spec; returns the placeholder element it will be drawn into.
+
+        ``renderer`` is "svg" (crisp text) or "canvas" (for thousands of marks); ``label`` is an accessible name.
+        """
+        if renderer not in ("svg", "canvas"):
+            raise ValueError(f"renderer must be 'svg' or 'canvas', not {renderer!r}")
         chart_id = f"chart{len(self.charts)}"
-        self.charts.append((chart_id, sanitize(spec)))
-        return f"<div class='chart' id='{chart_id}'></div>"
+        self.charts.append((chart_id, sanitize(dict(spec)), renderer))
+        return f"<div class='chart' id='{chart_id}' role='img' aria-label='{escape(label)}'></div>"
+
+    def add_section(self, anchor: str, title: str, body: str) -> None:
+        self.sections.append(Section(anchor, title, body))
 
     def render(self) -> str:
         specs = "\n".join(
-            f"<script type='application/json' id='{cid}-spec'>{json_for_script(spec)}</script>" for cid, spec in self.charts
+            f"<script type='application/json' id='{cid}-spec' data-renderer='{r}'>{json_for_script(spec)}</script>"
+            for cid, spec, r in self.charts
+        )
+        nav = " · ".join(f"<a href='#{escape(s.anchor)}'>{escape(s.title)}</a>" for s in self.sections if s.title)
+        body = "\n".join(
+            f"<section id='{escape(s.anchor)}'>" + (f"<h2>{escape(s.title)}</h2>" if s.title else "") + s.body + "</section>"
+            for s in self.sections
         )
         return TEMPLATE.format(
             title=escape(self.title),
-            body="\n".join(self.sections),
+            nav=nav,
+            body=body,
             specs=specs,
             bundle=vega_bundle().replace("</script", "<\\/script"),
             n_charts=len(self.charts),
         )
 
 
-def chart_ids(page: Page) -> Sequence[str]:
-    return [cid for cid, _ in page.charts]
-
-
 TEMPLATE = """<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta http-equiv="Content-Security-Policy" content="default-src 'none'; script-src 'unsafe-inline' 'unsafe-eval'; style-src 'unsafe-inline'; img-src data: blob:">
+<meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{title}</title>
 <style>
-body {{ font-family: system-ui, -apple-system, Segoe UI, Roboto, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; padding: 0 1em; }}
-h1 {{ font-size: 1.6em; }} h2 {{ border-bottom: 1px solid #ddd; padding-bottom: .2em; margin-top: 2em; }}
-table {{ border-collapse: collapse; font-size: .85em; margin: .5em 0; }}
-th, td {{ border: 1px solid #ddd; padding: 3px 7px; text-align: left; }}
-th {{ background: #f4f4f4; cursor: pointer; }} td.num {{ text-align: right; font-variant-numeric: tabular-nums; }}
-.note {{ color: #666; font-size: .85em; }} .chart {{ display: inline-block; margin: .5em; vertical-align: top; }}
-.flag {{ color: #a40000; }} code {{ background: #f4f4f4; padding: 1px 4px; }}
+body {{ font-family: system-ui, -apple-system, "Segoe UI", Roboto, "DejaVu Sans", sans-serif; margin: 1.5em auto; max-width: 1280px; color: #222; padding: 0 1em; line-height: 1.4; }}
+h1 {{ font-size: 1.6em; margin-bottom: .3em; }} h2 {{ border-bottom: 1px solid #ddd; padding-bottom: .2em; margin-top: 1.8em; }}
+h3 {{ margin: 1.2em 0 .3em; font-size: 1.05em; }} section {{ scroll-margin-top: 2.5em; }}
+nav {{ font-size: .85em; position: sticky; top: 0; background: #fff; padding: .4em 0; border-bottom: 1px solid #eee; z-index: 10; }}
+table {{ border-collapse: collapse; font-size: .82em; margin: .5em 0; }}
+th, td {{ border: 1px solid #ddd; padding: 3px 7px; text-align: left; vertical-align: top; }}
+th {{ background: #f4f4f4; }} table.sortable th {{ cursor: pointer; }} table.sortable th:hover {{ background: #e8e8e8; }}
+td.num {{ text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }}
+.note {{ color: #666; font-size: .85em; }} .missing {{ color: #8a6d00; font-size: .9em; font-style: italic; }}
+.chart {{ display: inline-block; margin: .4em; vertical-align: top; max-width: 100%; overflow-x: auto; }}
+.flag {{ color: #a40000; }} .good {{ color: #1a6e1a; }} code {{ background: #f4f4f4; padding: 1px 4px; word-break: break-all; }}
+.verdict li {{ margin: .35em 0; }} .num-aside {{ color: #444; font-size: .9em; font-variant-numeric: tabular-nums; }}
+.side {{ display: flex; gap: 2em; flex-wrap: wrap; align-items: flex-start; }} .side > div {{ flex: 1 1 420px; }}
+td.wide {{ min-width: 30em; }}
+.scroll {{ max-height: 32em; overflow: auto; display: inline-block; max-width: 100%; }}
+.vega-embed {{ display: inline-flex !important; flex-direction: column; }} .vega-bindings {{ order: -1; font-size: .9em; margin: .2em 0 .4em; }}
 </style></head>
-<body data-charts="{n_charts}">
+<body data-charts="{n_charts}" data-rendered="0" data-failed="0">
+<nav>{nav}</nav>
 {body}
 {specs}
 <script>{bundle}</script>
 <script>
 (function () {{
-  var rendered = 0;
+  var rendered = 0, failed = 0;
+  window.flatlasViews = {{}};  // chart id -> Vega view, for inspection from the console
   document.querySelectorAll('.chart').forEach(function (el) {{
-    var spec = JSON.parse(document.getElementById(el.id + '-spec').textContent);
-    vegaEmbed('#' + el.id, spec, {{actions: false, renderer: 'svg'}})
-      .then(function () {{ rendered += 1; document.body.dataset.rendered = rendered; }})
-      .catch(function (err) {{ console.error('chart ' + el.id + ': ' + err); }});
+    var node = document.getElementById(el.id + '-spec');
+    var spec = JSON.parse(node.textContent);
+    vegaEmbed('#' + el.id, spec, {{actions: false, renderer: node.dataset.renderer || 'svg'}})
+      .then(function (result) {{ window.flatlasViews[el.id] = result.view; rendered += 1; document.body.dataset.rendered = rendered; }})
+      .catch(function (err) {{ failed += 1; document.body.dataset.failed = failed; console.error('chart ' + el.id + ': ' + err); }});
   }});
-  document.querySelectorAll('table.sortable th').forEach(function (th, i) {{
+  document.querySelectorAll('table.sortable th').forEach(function (th) {{
+    th.title = 'click to sort';
     th.addEventListener('click', function () {{
       var table = th.closest('table'), body = table.tBodies[0], col = Array.prototype.indexOf.call(th.parentNode.children, th);
       var asc = th.dataset.asc !== 'true'; th.dataset.asc = asc;
       var rows = Array.prototype.slice.call(body.rows);
+      function key(cell) {{
+        if (cell.dataset.v === undefined) return cell.textContent;
+        return cell.dataset.v === '' ? NaN : parseFloat(cell.dataset.v);
+      }}
       rows.sort(function (a, b) {{
-        var x = a.cells[col], y = b.cells[col];
-        var xv = x.dataset.v !== undefined ? parseFloat(x.dataset.v) : x.textContent, yv = y.dataset.v !== undefined ? parseFloat(y.dataset.v) : y.textContent;
-        return (xv > yv ? 1 : xv < yv ? -1 : 0) * (asc ? 1 : -1);
+        var x = key(a.cells[col]), y = key(b.cells[col]);
+        if (typeof x === 'number' && isNaN(x)) return 1;
+        if (typeof y === 'number' && isNaN(y)) return -1;
+        return (x > y ? 1 : x < y ? -1 : 0) * (asc ? 1 : -1);
       }});
       rows.forEach(function (r) {{ body.appendChild(r); }});
     }});

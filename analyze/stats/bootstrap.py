@@ -260,7 +260,7 @@ def bca_interval(replicates: Replicates, confidence: float = 0.95) -> tuple[np.n
     with np.errstate(invalid="ignore", divide="ignore"):
         pct = ((boot < est).sum(0) + (boot <= est).sum(0)) / (2.0 * b)
         z0 = ndtri(pct)
-        u = (jack.shape[0] - 1) * (np.nanmean(jack, axis=0) - jack)
+        u = (jack.shape[0] - 1) * (jack.mean(axis=0) - jack)
         a = (u**3).sum(0) / 6.0 / ((u**2).sum(0) ** 1.5)
         alpha = (1 - confidence) / 2
         za = ndtri(alpha)

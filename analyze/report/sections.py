@@ -1,0 +1,636 @@
+"""The report's sections: each takes the inputs and the page, renders frames the statistics produced, returns HTML.
+
+A section whose frame is missing says "not computed" in place; nothing here computes a statistic. Sentences in the
+verdict are built from the numbers in the ranking and flags frames, word for word.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping, Sequence
+from urllib.parse import quote
+
+import polars as pl
+
+from analyze.columns import HP, TIME, measure_columns
+from analyze.ledger import ledger_hash
+from analyze.report import charts
+from analyze.report.data import (
+    CURVE_LABELS,
+    MAX_POINTS,
+    field_keys,
+    finite_values,
+    group_labels,
+    groupings,
+    label,
+    records,
+    sample,
+    short,
+    spans_decades,
+)
+from analyze.report.frames import get, why_missing
+from analyze.report.page import Page, escape, fmt_number, table
+
+MAX_PANELS = 12  # per-measure scatter panels drawn (best-ranked first); the ranking lists every measure
+MAX_CDF_MEASURES = 6  # sign-error CDF lines per axis
+MAX_MATRIX = 12  # measures (rows and controls) in the partial-correlation matrix drawn
+INFO_FLAGS = ("too_small",)  # flags that say a relationship was not tested, not that it breaks
+MAX_CURVE_RUNS = 60  # training curves drawn per chart (a seeded sample beyond that)
+MAX_CURVE_POINTS = 20_000  # curve points drawn; longer curves keep every k-th evaluation
+CURVE_BOOKKEEPING = ("epoch", "swa")  # logged with the curves, but counters rather than quantities to plot
+CANVAS_ABOVE = 6000  # marks beyond which a chart draws on canvas instead of SVG
+# Bookkeeping outputs of measures (standard errors, iteration counts, convergence flags) are not panels.
+DIAGNOSTIC_SUFFIXES = ("_se", "_n_hvp", "_converged", "_residual", "_at", "_n_correct")
+ALL_AXES = "ALL"
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """Everything a section may read."""
+
+    ledger: pl.DataFrame
+    done: pl.DataFrame  # FINISHED runs
+    frames: Mapping[str, pl.DataFrame]
+    meta: Mapping[str, Any]
+    target: str
+    mlflow_ui: str | None
+    max_points: int = MAX_POINTS
+    seed: int = 0
+
+    def frame(self, key: str) -> pl.DataFrame | None:
+        """The frame under ``key`` (rows of the report's target only), or None when it cannot be shown."""
+        return get(self.frames, key, self.target)
+
+    def why(self, key: str) -> str:
+        return why_missing(self.frames, key, self.target)
+
+    def run_url(self, run_id: Any) -> str | None:
+        if not self.mlflow_ui or run_id is None:
+            return None
+        return f"{self.mlflow_ui.rstrip('/')}/#/runs/{quote(str(run_id), safe='')}"
+
+
+def missing(text: str) -> str:
+    return f"<p class='missing'>{escape(text)}</p>"
+
+
+def note(text: str) -> str:
+    return f"<p class='note'>{escape(text)}</p>" if text else ""
+
+
+def renderer_for(n_marks: int) -> str:
+    return "canvas" if n_marks > CANVAS_ABOVE else "svg"
+
+
+def _f(v: Any) -> float | None:
+    if v is None:
+        return None
+    try:
+        v = float(v)
+    except (TypeError, ValueError):
+        return None
+    return v if math.isfinite(v) else None
+
+
+def _ci(lo: Any, hi: Any) -> str:
+    lo, hi = _f(lo), _f(hi)
+    return f"[{lo:.2f}, {hi:.2f}]" if lo is not None and hi is not None else ""
+
+
+def ranked_measures(inp: Inputs) -> list[str]:
+    """Measure columns, best-ranked first when a ranking exists (else in ledger order)."""
+    rank = inp.frame("rank")
+    present = [m for m in measure_columns(inp.done.columns) if finite_values(inp.done, m).len() > 0]
+    if rank is None:
+        return present
+    order = [m for m in rank["measure"].to_list() if m in present]
+    return order + [m for m in present if m not in order]
+
+
+def rank_rows(inp: Inputs) -> dict[str, dict[str, Any]]:
+    rank = inp.frame("rank")
+    return {} if rank is None else {r["measure"]: r for r in rank.iter_rows(named=True)}
+
+
+# --- header ------------------------------------------------------------------------------------------------------
+
+
+def header(inp: Inputs, page: Page) -> str:
+    """Experiment, runs by status, interventions and their values, targets, command, hash, version, store."""
+    from analyze import __version__
+
+    meta, ledger = inp.meta, inp.ledger
+    statuses: dict[str, int] = {}
+    if "status" in ledger.columns:
+        for row in ledger.group_by("status").len().sort("status").iter_rows(named=True):
+            statuses[str(row["status"])] = int(row["len"])
+    runs_meta = meta.get("runs") or {}
+    parts = [f"{statuses.get('FINISHED', 0)} finished"] + [f"{n} {escape(s.lower())}" for s, n in statuses.items() if s != "FINISHED"]
+    if "skipped" in runs_meta:
+        parts.append(f"{int(runs_meta['skipped'])} skipped (finished in an earlier invocation)")
+    varied = [c for c in ledger.columns if c.startswith(HP) and ledger[c].drop_nulls().cast(pl.Utf8).n_unique() > 1]
+    interventions = []
+    for c in varied:
+        values = sorted(ledger[c].drop_nulls().unique().to_list(), key=lambda v: (isinstance(v, str), v))
+        shown = ", ".join(escape(v) for v in values[:12]) + (f", … ({len(values)} values)" if len(values) > 12 else "")
+        interventions.append(f"<li><b>{escape(short(c))}</b> ∈ {{{shown}}}</li>")
+    targets = list(meta.get("targets") or [])
+    target_text = ", ".join(f"<code>{escape(t)}</code>" + (" (ranked)" if t == inp.target else "") for t in targets) or f"<code>{escape(inp.target)}</code>"
+    source = meta.get("ledger_path") or meta.get("tracking_uri") or "MLflow store (default tracking URI)"
+    settings = []
+    for key, text in (("resamples", "bootstrap resamples"), ("confidence", "confidence"), ("alpha", "α (after Benjamini–Hochberg)"), ("seed", "seed")):
+        if meta.get(key) is not None:
+            settings.append(f"{text} {escape(meta[key])}")
+    links = ""
+    store = meta.get("tracking_uri") or os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///data/mlflow.db"
+    if inp.mlflow_ui:
+        exp_id = meta.get("experiment_id")
+        where = f"{inp.mlflow_ui.rstrip('/')}/#/experiments/{quote(str(exp_id), safe='')}" if exp_id is not None else inp.mlflow_ui
+        links = (
+            f"<p class='note'>Run ids link to the MLflow UI at <a href='{escape(where)}'>{escape(inp.mlflow_ui)}</a> "
+            f"(start it with <code>mlflow ui --backend-store-uri {escape(store)}</code>).</p>"
+        )
+    notes = "".join(f"<li>{escape(n)}</li>" for n in meta.get("notes") or [])
+    return (
+        f"<h1>flatlas report: {escape(meta.get('experiment') or '(unnamed ledger)')}</h1>"
+        f"<p><b>{ledger.height} runs</b>: {', '.join(parts)}. Statistics use the finished runs only.</p>"
+        + (f"<p>Interventions:</p><ul>{''.join(interventions)}</ul>" if interventions else "<p>Interventions: none varied.</p>")
+        + f"<p>Targets: {target_text}.</p>"
+        f"<p>Command: <code>{escape(meta.get('command') or '(not recorded)')}</code></p>"
+        f"<p class='note'>Ledger hash {escape(ledger_hash(ledger))} · flatlas {escape(__version__)} · source {escape(source)}"
+        + (f" · {', '.join(settings)}" if settings else "")
+        + "</p>"
+        + links
+        + (f"<p>Notes from the statistics:</p><ul class='note'>{notes}</ul>" if notes else "")
+    )
+
+
+# --- verdict -----------------------------------------------------------------------------------------------------
+
+
+def strength(tau: float) -> str:
+    a = abs(tau)
+    return "negligibly" if a < 0.1 else "weakly" if a < 0.3 else "moderately" if a < 0.5 else "strongly"
+
+
+def direction_phrase(row: Mapping[str, Any]) -> str:
+    d = row.get("direction")
+    if d == "as expected":
+        return "<span class='good'>in the direction the literature expects</span>"
+    if d == "reversed":
+        sig = " — significantly" if row.get("reversal_significant") else " (not significantly)"
+        return f"<span class='flag'>opposite to the direction the literature expects{sig}</span>"
+    if d in ("unknown", "none"):
+        return "with no registered expected direction" if d == "unknown" else "with no sign"
+    return ""
+
+
+def verdict(inp: Inputs, page: Page, top: int = 3) -> str:
+    """The top measures by |τ| and the flags raised, in sentences first, numbers beside them."""
+    rank = inp.frame("rank")
+    conf = inp.meta.get("confidence")
+    conf_text = f"{float(conf) * 100:g}% CI" if conf is not None else "CI"
+    items: list[str] = []
+    aside = ""
+    if rank is None:
+        items.append(missing(inp.why("rank")))
+    else:
+        ok = rank.filter(pl.col("kendall_tau").is_not_null() & pl.col("kendall_tau").is_finite())
+        best = ok.head(top)
+        for i, r in enumerate(best.iter_rows(named=True)):
+            tau = float(r["kendall_tau"])
+            ci = _ci(r.get("kendall_ci_low"), r.get("kendall_ci_high"))
+            lead = "predicts" if i == 0 else "also tracks" if abs(tau) >= 0.1 else "barely tracks"
+            excludes = ""
+            lo, hi = _f(r.get("kendall_ci_low")), _f(r.get("kendall_ci_high"))
+            if lo is not None and hi is not None:
+                excludes = "; its interval excludes 0" if lo > 0 or hi < 0 else "; its interval includes 0"
+            items.append(
+                f"<li><b>{escape(short(r['measure']))}</b> {lead} <code>{escape(inp.target)}</code> {strength(tau)} "
+                f"({'positively' if tau > 0 else 'negatively'}), {direction_phrase(r)}{excludes}. "
+                f"<span class='num-aside'>τ = {tau:+.3f}{' ' + escape(conf_text + ' ' + ci) if ci else ''}, n = {escape(r.get('n'))}</span></li>"
+            )
+        if best.height == 0:
+            items.append("<li>No measure has a defined Kendall τ with the target (see the notes in the ranking).</li>")
+        if "reversed" in rank.columns:
+            rev = rank.filter(pl.col("reversed").fill_null(False))
+            sig = rev.filter(pl.col("reversal_significant").fill_null(False)) if "reversal_significant" in rank.columns else rev.head(0)
+            if rev.height:
+                names = ", ".join(f"<b>{escape(short(m))}</b>" for m in rev["measure"].to_list()[:8])
+                more = f" and {rev.height - 8} more" if rev.height > 8 else ""
+                items.append(
+                    f"<li class='flag'>{rev.height} measure(s) correlate with the sign the literature does not expect: "
+                    f"{names}{more}; {sig.height} of them significantly.</li>"
+                )
+        cols = [c for c in ("rank", "measure", "n", "kendall_tau", "kendall_ci_low", "kendall_ci_high", "direction") if c in rank.columns]
+        aside = table(best.select(cols).with_columns(pl.col("measure").map_elements(short, return_dtype=pl.Utf8)), sortable=False)
+    flags = inp.frame("flags")
+    flag_aside = ""
+    if flags is None:
+        flag_html = missing(inp.why("flags"))
+    elif flags.height == 0:
+        flag_html = "<p>No flags were raised: nothing in the flags frame says the relationship breaks.</p>"
+    else:
+        is_info = pl.col("flag").cast(pl.Utf8).is_in(list(INFO_FLAGS))
+        breaks, info = flags.filter(~is_info), flags.filter(is_info)
+        untested = (f"<p class='note'>{info.height} relationship(s) were not tested because a group had too few runs "
+                    "(flag too_small; see the flags table).</p>") if info.height else ""
+        if breaks.height == 0:
+            flag_html = "<p class='good'>No break was flagged among the relationships tested.</p>" + untested
+        else:
+            sentences = breaks["sentence"].to_list()
+            kinds = breaks["flag"].cast(pl.Utf8).value_counts(sort=True)
+            summary = ", ".join(f"{n} × {escape(k)}" for k, n in kinds.iter_rows())
+            shown = "".join(f"<li>{escape(s)}</li>" for s in sentences[:8])
+            more = f"<p class='note'>{len(sentences) - 8} more in the flags table.</p>" if len(sentences) > 8 else ""
+            flag_html = f"<p class='flag'><b>{breaks.height} break(s) flagged</b> ({summary}):</p><ul class='verdict'>{shown}</ul>{more}{untested}"
+            numbers = [c for c in ("flag", "measure", "group", "n_group", "r_group", "r_reference", "p_adj") if c in breaks.columns]
+            head = breaks.head(8).select(numbers)
+            if "measure" in numbers:
+                head = head.with_columns(pl.col("measure").cast(pl.Utf8).map_elements(short, return_dtype=pl.Utf8))
+            flag_aside = table(head, sortable=False)
+    return (
+        f"<div class='side'><div><ul class='verdict'>{''.join(items)}</ul></div><div>{aside}</div></div>"
+        f"<div class='side'><div>{flag_html}</div><div>{flag_aside}</div></div>"
+    )
+
+
+# --- ranking -----------------------------------------------------------------------------------------------------
+
+COEFFICIENTS = (("kendall_tau", "kendall", "Kendall τ"), ("spearman_rho", "spearman", "Spearman ρ"), ("pearson_r", "pearson", "Pearson r"))
+
+
+def ranking(inp: Inputs, page: Page) -> str:
+    """τ, ρ and r per measure with bootstrap CIs; measures whose sign contradicts the literature marked."""
+    rank = inp.frame("rank")
+    if rank is None:
+        return missing(inp.why("rank"))
+    rows = []
+    order = 0
+    for r in rank.iter_rows(named=True):
+        order += 1
+        direction = r.get("direction")
+        shown = {"as expected": "as expected", "reversed": "reversed"}.get(direction or "", "undefined" if direction == "undefined" else "no expectation")
+        name = short(r["measure"]) + ("  (reversed ⚠)" if direction == "reversed" else "")
+        for col, prefix, title in COEFFICIENTS:
+            v = _f(r.get(col))
+            if v is None:
+                continue
+            rows.append(
+                {"measure_label": name, "rank": order, "coefficient": title, "value": v,
+                 "low": _f(r.get(f"{prefix}_ci_low")), "high": _f(r.get(f"{prefix}_ci_high")), "direction": shown}
+            )
+    parts = []
+    if rows:
+        parts.append(page.add_chart(charts.ranking_chart(rows, rank.height, short(inp.target)), label="ranking of measures"))
+    else:
+        parts.append(missing("No measure has a defined correlation with the target."))
+    undefined = rank.filter(pl.col("kendall_tau").is_null() | ~pl.col("kendall_tau").is_finite())
+    if undefined.height:
+        parts.append(note(f"{undefined.height} measure(s) have no defined τ (see the note column below)."))
+    parts.append(all_targets(inp, page))
+    cols = [c for c in rank.columns if c not in ("target",)]
+    parts.append("<h3>Ranking table</h3><div class='scroll'>" + table(rank.select(cols)) + "</div>")
+    cmi = inp.frame("cmi")
+    parts.append("<h3>Conditional mutual information (PGDL scoring)</h3>")
+    parts.append(table(cmi.drop([c for c in ("target",) if c in cmi.columns])) if cmi is not None else missing(inp.why("cmi")))
+    return "".join(parts)
+
+
+def all_targets(inp: Inputs, page: Page) -> str:
+    """Kendall τ of every measure with every target (the correlations frame), when there is more than one target."""
+    corr = inp.frame("correlations")
+    if corr is None or corr["target"].n_unique() < 2:
+        return ""
+    order = {m: i for i, m in enumerate(ranked_measures(inp))}
+    corr = corr.with_columns(pl.col("measure").replace_strict(order, default=len(order), return_dtype=pl.Int64).alias("_o")).sort("_o", maintain_order=True)
+    rows = []
+    for r in corr.iter_rows(named=True):
+        tau = _f(r["kendall_tau"])
+        rows.append({"x": short(r["target"]), "y": short(r["measure"]), "value": tau, "text": "—" if tau is None else f"{tau:+.2f}",
+                     "tip": f"n = {r.get('n')}" + (f"; {r['note']}" if r.get("note") else "")})
+    spec = charts.heatmap(rows, x_title="target", y_title="measure", color_title="Kendall τ",
+                          title="Kendall τ of every measure with every target")
+    return "<h3>Every target</h3>" + page.add_chart(spec, label="correlations with every target") + note(
+        "A good measure of generalization correlates positively with gaps and losses and negatively with test accuracy.")
+
+
+# --- per-measure panels ------------------------------------------------------------------------------------------
+
+
+def panel_measures(inp: Inputs) -> list[str]:
+    return [m for m in ranked_measures(inp) if not short(m).endswith(DIAGNOSTIC_SUFFIXES)]
+
+
+def panels(inp: Inputs, page: Page) -> str:
+    """Each measure against the target, coloured by intervention, a regression line per group, linked brushing."""
+    done = inp.done
+    if inp.target not in done.columns:
+        return missing(f"The ledger has no column {inp.target}; nothing to plot the measures against.")
+    measures = panel_measures(inp)
+    if not measures:
+        return missing("The ledger has no measure column with finite values.")
+    shown, rest = measures[:MAX_PANELS], measures[MAX_PANELS:]
+    groups = groupings(done)
+    data = done.filter(pl.col(inp.target).cast(pl.Float64, strict=False).is_finite())
+    data, sampled = sample(data, inp.max_points, inp.seed)
+    keys = field_keys("x", len(shown))
+    gkeys = field_keys("g", len(groups))
+    cols = [pl.col("run_id").cast(pl.Utf8).alias("id"), pl.col(inp.target).cast(pl.Float64).alias("y")]
+    cols += [pl.col(m).cast(pl.Float64, strict=False).alias(k) for m, k in zip(shown, keys)]
+    frame = data.select(cols).with_columns([group_labels(data, g).alias(k) for g, k in zip(groups, gkeys)])
+    ranks = rank_rows(inp)
+    specs = []
+    for m, k in zip(shown, keys):
+        tau = _f(ranks.get(m, {}).get("kendall_tau"))
+        title = short(m) + (f"  (τ = {tau:+.2f})" if tau is not None else "")
+        specs.append({"key": k, "title": label(m), "panel_title": title, "log": spans_decades(finite_values(frame, k))})
+    y_log = spans_decades(finite_values(frame, "y"))
+    levels = max((frame[k].n_unique() for k in gkeys), default=1)
+    spec = charts.panels_chart(records(frame), specs, label(inp.target), y_log, [(k, g.title) for g, k in zip(groups, gkeys)], max_levels=levels)
+    html = page.add_chart(spec, renderer=renderer_for(frame.height * len(shown)), label="measures against the target")
+    notes = [
+        "Drag a rectangle in any panel to highlight the same runs in every panel (double-click to clear). "
+        "Lines: least-squares fit per colour group, drawn in the browser from the points shown (on log axes, in log10 of the value)."
+    ]
+    if sampled:
+        notes.append(sampled)
+    if any(s["log"] for s in specs) or y_log:
+        notes.append("Axes spanning two or more decades are logarithmic.")
+    if rest:
+        notes.append(f"{len(rest)} more measure(s) are in the ranking but not drawn here: {', '.join(short(m) for m in rest)}.")
+    if not groups:
+        notes.append("No intervention or hyperparameter takes between 2 and 12 values, so runs are not coloured by group.")
+    return html + "".join(note(n) for n in notes)
+
+
+# --- granulated Kendall and sign-error ---------------------------------------------------------------------------
+
+
+def _axis_label(axis: str) -> str:
+    return "Ψ (mean over axes)" if axis == ALL_AXES else short(axis)
+
+
+def granulated(inp: Inputs, page: Page) -> str:
+    """Heatmap of ψ_i (measure × hyperparameter axis), Jiang et al. 2020."""
+    g = inp.frame("granulated")
+    if g is None:
+        return missing(inp.why("granulated"))
+    order = {m: i for i, m in enumerate(ranked_measures(inp))}
+    g = g.with_columns(pl.col("measure").replace_strict(order, default=len(order), return_dtype=pl.Int64).alias("_o")).sort("_o")
+    axes = list(dict.fromkeys(a for a in g["axis"].to_list() if a != ALL_AXES)) + ([ALL_AXES] if ALL_AXES in g["axis"].to_list() else [])
+    rows = []
+    for r in g.iter_rows(named=True):
+        psi = _f(r["psi"])
+        tip = f"{r.get('n_cells', '?')} cells" + (f"; {r['note']}" if r.get("note") else "")
+        rows.append({"x": _axis_label(r["axis"]), "y": short(r["measure"]), "value": psi, "text": "—" if psi is None else f"{psi:+.2f}", "tip": tip})
+    rows.sort(key=lambda r: [_axis_label(a) for a in axes].index(r["x"]))
+    spec = charts.heatmap(rows, x_title="hyperparameter axis", y_title="measure", color_title="ψ (mean Kendall τ)",
+                          title=f"Granulated Kendall ψ with {short(inp.target)}")
+    return (
+        page.add_chart(spec, label="granulated Kendall heatmap")
+        + note("ψ_i: mean Kendall τ over the cells in which only axis i varies (seeds averaged first); Ψ: mean over axes. "
+               "— marks an undefined ψ (see the table).")
+        + "<details><summary>table</summary>" + table(g.drop("_o")) + "</details>"
+    )
+
+
+def sign_error(inp: Inputs, page: Page) -> str:
+    """CDFs of sign-error over environments per axis (Dziugaite et al. 2020), with mean, p90 and max marked."""
+    se = inp.frame("sign_error")
+    if se is None:
+        return missing(inp.why("sign_error"))
+    top = [m for m in ranked_measures(inp) if m in set(se["measure"].to_list())][:MAX_CDF_MEASURES]
+    marks = [
+        {"axis": r["axis"], "measure": short(r["measure"]), "statistic": s, "value": _f(r[s])}
+        for r in se.filter(pl.col("measure").is_in(top)).iter_rows(named=True)
+        for s in ("mean", "p90", "max")
+        if _f(r[s]) is not None
+    ]
+    envs = inp.frame("sign_error_envs")
+    parts = []
+    if envs is not None:
+        e = envs.filter(pl.col("measure").is_in(top)).select(
+            pl.col("axis").cast(pl.Utf8),
+            pl.col("measure").cast(pl.Utf8).map_elements(short, return_dtype=pl.Utf8),
+            pl.col("error").cast(pl.Float64),
+            (pl.col("weight").cast(pl.Float64) if "weight" in envs.columns else pl.lit(1.0)).alias("weight"),
+        )
+        if e.height and ALL_AXES not in set(e["axis"].to_list()) and ALL_AXES in set(se["axis"].to_list()):
+            e = pl.concat([e, e.with_columns(pl.lit(ALL_AXES).alias("axis"))])  # the summary's pooled row: every environment
+        binned = ""
+        if e.height > inp.max_points:
+            e = e.with_columns(pl.col("error").round(3)).group_by(["axis", "measure", "error"], maintain_order=True).agg(pl.col("weight").sum())
+            binned = (f"With {envs.height:,} environments, errors are rounded to 0.001 and counted (the CDF is exact to that "
+                      "resolution) so the page stays small.")
+        env_rows = records(e)
+        axes = list(dict.fromkeys(r["axis"] for r in env_rows))
+        axes = [a for a in axes if a != ALL_AXES] + [a for a in axes if a == ALL_AXES]
+        titles = [(a, "all axes pooled" if a == ALL_AXES else f"environments differing in {short(a)}") for a in axes]
+        spec = charts.sign_error_cdfs(env_rows, marks, titles)
+        parts.append(page.add_chart(spec, renderer=renderer_for(len(env_rows)), label="sign-error CDFs"))
+        parts.append(note(f"Empirical CDF over environments (pairs of configurations differing in one axis) of the {len(top)} "
+                          "best-ranked measures; the strip under each CDF marks the mean, p90 and max from the statistics. " + binned))
+    else:
+        parts.append(missing(inp.why("sign_error_envs") + " Showing the summary per axis instead of CDFs."))
+        summary = [{**m, "axis": "all axes pooled" if m["axis"] == ALL_AXES else short(m["axis"])} for m in marks]
+        parts.append(page.add_chart(charts.sign_error_summary(summary), label="sign-error summary"))
+    parts.append("<details><summary>table</summary>" + table(se) + "</details>")
+    return "".join(parts)
+
+
+# --- partial correlations ----------------------------------------------------------------------------------------
+
+
+def partial(inp: Inputs, page: Page) -> str:
+    """Measure vs target controlling for each covariate (Kendall τ), with the change from the raw τ."""
+    raw = {m: _f(r.get("kendall_tau")) for m, r in rank_rows(inp).items()}
+    order = {m: i for i, m in enumerate(ranked_measures(inp))}
+    parts = []
+    shown = False
+    for key, control_col, what in (("partial", "covariates", "covariates"), ("partial_matrix", "control", "each other measure")):
+        frame = inp.frame(key)
+        if frame is None:
+            continue
+        shown = True
+        drawn, cut = frame, ""
+        if key == "partial_matrix":
+            top = [m for m in order if m in set(frame["measure"].to_list())][:MAX_MATRIX]
+            drawn = frame.filter(pl.col("measure").is_in(top) & pl.col("control").is_in(top))
+            if len(top) < frame["measure"].n_unique():
+                cut = f" Matrix cut to the {len(top)} best-ranked measures (rows and controls); the table has all {frame.height} pairs."
+        drawn = drawn.with_columns(pl.col("measure").replace_strict(order, default=len(order), return_dtype=pl.Int64).alias("_o")).sort("_o", maintain_order=True)
+        rows = []
+        for r in drawn.iter_rows(named=True):
+            tau = _f(r["kendall_tau"])
+            base = raw.get(r["measure"])
+            delta = _f(r["change"]) if "change" in drawn.columns else (tau - base if tau is not None and base is not None else None)
+            text = "—" if tau is None else f"{tau:+.2f}" + (f" (Δ {delta:+.2f})" if delta is not None else "")
+            tip = f"raw τ {base:+.3f}" if base is not None else "raw τ not in the ranking"
+            if r.get("note"):
+                tip += f"; {r['note']}"
+            rows.append({"x": short(str(r[control_col])), "y": short(r["measure"]), "value": tau, "text": text, "tip": tip})
+        if not any(r["value"] is not None for r in rows):
+            parts.append(missing(f"Every partial τ in the '{key}' frame is undefined (too few runs, or collinear measures); see its notes below."))
+        else:
+            spec = charts.heatmap(rows, x_title=f"controlling for ({what})", y_title="measure", color_title="partial τ",
+                                  title=f"Partial Kendall τ with {short(inp.target)}, controlling for {what}", cell_width=118)
+            parts.append(page.add_chart(spec, label=f"partial correlations ({key})"))
+            parts.append(note("Cell: partial τ and, in brackets, its change Δ from the raw τ of the ranking (partial − raw)." + cut))
+        parts.append("<details><summary>table</summary>" + table(frame) + "</details>")
+    if not shown:
+        return missing(inp.why("partial") + " " + inp.why("partial_matrix"))
+    return "".join(parts)
+
+
+# --- flags -------------------------------------------------------------------------------------------------------
+
+
+def flags(inp: Inputs, page: Page) -> str:
+    """Every flag with its evidence and sentence, sortable."""
+    f = inp.frame("flags")
+    if f is None:
+        return missing(inp.why("flags"))
+    f = f.sort(pl.col("flag").cast(pl.Utf8).is_in(list(INFO_FLAGS)), maintain_order=True)  # breaks first, untested last
+    front = [c for c in ("flag", "measure", "axis", "group", "reference", "sentence") if c in f.columns]
+    rest = [c for c in f.columns if c not in front and c != "target"]
+    f = f.select(front + rest)
+    if "measure" in f.columns:
+        f = f.with_columns(pl.col("measure").cast(pl.Utf8).map_elements(short, return_dtype=pl.Utf8))
+    html = note("Click a column header to sort.") + "<div class='scroll'>" + table(f, max_rows=2000, wide=("sentence",)) + "</div>"
+    evidence = inp.frame("flag_evidence")
+    if evidence is not None:
+        evidence = evidence.drop([c for c in ("target",) if c in evidence.columns]).with_columns(
+            pl.col("measure").cast(pl.Utf8).map_elements(short, return_dtype=pl.Utf8))
+        html += ("<h3>Evidence: every group compared with the rest</h3>"
+                 + note("One row per measure × group tested, flagged or not.")
+                 + "<div class='scroll'>" + table(evidence, max_rows=2000) + "</div>")
+    return html
+
+
+# --- training curves ---------------------------------------------------------------------------------------------
+
+
+def curves(inp: Inputs, page: Page) -> str:
+    """Loss, accuracy and measures logged along training, one line per run, coloured by intervention group."""
+    c = inp.frame("curves")
+    if c is None:
+        return missing(inp.why("curves"))
+    run_ids = c.select(pl.col("run_id").cast(pl.Utf8).unique(maintain_order=True))
+    picked, sampled = sample(run_ids, MAX_CURVE_RUNS, inp.seed, what="runs' curves")
+    groups = groupings(inp.done)
+    lab = pl.DataFrame({"run_id": inp.done["run_id"].cast(pl.Utf8)})
+    if groups:
+        lab = lab.with_columns(group_labels(inp.done, groups[0]).alias("group"))
+    c = c.with_columns(pl.col("run_id").cast(pl.Utf8)).join(picked, on="run_id").join(lab, on="run_id", how="left")
+    c = c.filter(~pl.col("metric").cast(pl.Utf8).is_in(list(CURVE_BOOKKEEPING)))
+    if c.height == 0:
+        return missing("The curves frame holds only step counters (epoch, swa); no loss, accuracy or measure to draw.")
+    if "group" in c.columns:
+        c = c.with_columns(pl.col("group").fill_null("(not a finished run)"))
+    thinned = ""
+    if c.height > MAX_CURVE_POINTS:
+        every = math.ceil(c.height / MAX_CURVE_POINTS)
+        c = c.sort(["run_id", "metric", "step"]).with_columns(pl.int_range(pl.len()).over(["run_id", "metric"]).alias("_i"),
+                                                               pl.len().over(["run_id", "metric"]).alias("_n"))
+        c = c.filter((pl.col("_i") % every == 0) | (pl.col("_i") == pl.col("_n") - 1)).drop("_i", "_n")
+        thinned = f"One evaluation in {every} (and the last) of each curve is drawn, so the page stays small."
+    c = c.with_columns(pl.col("metric").cast(pl.Utf8).replace(CURVE_LABELS).alias("metric"))
+    metrics = c["metric"].unique(maintain_order=True).to_list()
+    loss_first = sorted(metrics, key=lambda m: (0 if "loss" in m else 1 if "acc" in m else 2, m))
+    c = c.with_columns(pl.col("metric").replace_strict({m: i for i, m in enumerate(loss_first)}, return_dtype=pl.Int64).alias("_o")).sort(["_o", "run_id", "step"])
+    data = records(c.select("run_id", "metric", pl.col("step").cast(pl.Float64), pl.col("value").cast(pl.Float64), *(["group"] if "group" in c.columns else [])))
+    spec = charts.lines(
+        data, x="step", y="value", x_title="training step (optimizer updates)", y_title="value",
+        title="", color="group" if "group" in c.columns else None,
+        color_title=groups[0].title if groups else "", detail="run_id", panels=loss_first, panel_field="metric",
+    )
+    return page.add_chart(spec, renderer=renderer_for(len(data)), label="training curves") + note(sampled) + note(thinned)
+
+
+# --- cost --------------------------------------------------------------------------------------------------------
+
+
+def cost(inp: Inputs, page: Page) -> str:
+    """Median seconds per measure per run and the ratio to the cheapest (paper 000: trace 1.5 h vs margins 5 s)."""
+    f = inp.frame("cost")
+    if f is None:
+        have = [c for c in inp.done.columns if c.startswith(TIME)]
+        extra = f" The ledger has {len(have)} time.* column(s)." if have else " The ledger has no time.* columns."
+        return missing(inp.why("cost") + extra)
+    f = f.sort("median_seconds", nulls_last=True)
+    rows = [
+        {"measure": short(str(r["measure"])), "seconds": _f(r["median_seconds"]),
+         "text": fmt_number(r["median_seconds"]) + " s" + (f"  (× {r['ratio_to_cheapest']:.3g})" if _f(r.get("ratio_to_cheapest")) is not None else "")}
+        for r in f.iter_rows(named=True)
+        if _f(r["median_seconds"]) is not None
+    ]
+    log = spans_decades(finite_values(f, "median_seconds"))
+    spec = charts.cost_chart(rows, log)
+    return "<div class='side'><div>" + page.add_chart(spec, label="cost per measure") + "</div><div>" + table(f) + "</div></div>"
+
+
+# --- runs and anything else --------------------------------------------------------------------------------------
+
+
+def runs(inp: Inputs, page: Page) -> str:
+    """Every run (failed ones first), run ids linked to MLflow."""
+    ledger = inp.ledger
+    cols = [c for c in ("run_id", "status", "tag.intervention", "seed", inp.target, "tag.failure_reason") if c in ledger.columns]
+    frame = ledger.select(cols)
+    if "status" in cols:
+        frame = frame.sort(pl.col("status") == "FINISHED", maintain_order=True)
+    links = {"run_id": inp.run_url} if inp.mlflow_ui else {}
+    return "<div class='scroll'>" + table(frame, links=links) + "</div>"
+
+
+CONSUMED = {"rank", "correlations", "flag_evidence", "per_sample_corr", "partial", "partial_matrix", "granulated", "sign_error", "sign_error_envs", "cmi", "flags", "cost", "curves", "per_sample"}
+
+
+def other(inp: Inputs, page: Page) -> str:
+    """Frames the report has no view for, as tables (nothing handed in is silently dropped)."""
+    parts = []
+    for key, frame in inp.frames.items():
+        if key in CONSUMED or not isinstance(frame, pl.DataFrame):
+            continue
+        parts.append(f"<h3>{escape(key)}</h3><div class='scroll'>" + table(frame) + "</div>")
+    return "".join(parts)
+
+
+SectionFn = Callable[[Inputs, Page], str]
+
+
+def paper_views(inp: Inputs, page: Page) -> str:
+    from analyze.report.paper import paper_views as views
+
+    return views(inp, page)
+
+
+SECTIONS: dict[str, tuple[str, SectionFn]] = {
+    "header": ("", header),
+    "verdict": ("Verdict", verdict),
+    "ranking": ("Ranking", ranking),
+    "panels": ("Measures against generalization", panels),
+    "granulated": ("Granulated Kendall", granulated),
+    "sign_error": ("Sign-error over environments", sign_error),
+    "partial": ("Partial correlations", partial),
+    "flags": ("Flags", flags),
+    "paper": ("Paper-specific views", paper_views),
+    "curves": ("Training curves", curves),
+    "cost": ("Cost", cost),
+    "runs": ("Runs", runs),
+    "other": ("Other frames", other),
+}
+
+
+def resolve_sections(names: Sequence[str] | None) -> list[str]:
+    """Section names to render, in page order; the header always comes first. Raises ValueError on unknown names."""
+    if not names:
+        return list(SECTIONS)
+    wanted = {n.strip().lower().replace("-", "_") for n in names if n.strip()}
+    unknown = sorted(wanted - set(SECTIONS))
+    if unknown:
+        raise ValueError(f"--sections: unknown section(s) {unknown}; choose from {', '.join(SECTIONS)}")
+    return ["header"] + [n for n in SECTIONS if n in wanted and n != "header"]

@@ -1,0 +1,119 @@
+"""Granulated Kendall coefficient Ψ (Jiang et al. 2020, "Fantastic Generalization Measures", eq. 4–5).
+
+For hyperparameter axis i, a *cell* is a set of configurations that agree on every other ``hp.*`` column, so only
+axis i varies inside it. ψ_i is the mean over cells of Kendall's τ-b between measure and target inside the cell;
+Ψ = the mean of ψ_i over the axes. Seeds are averaged within a configuration first (``average_seeds``), as in the
+paper, so a cell holds one point per value of axis i. A cell whose measure or target is constant has no τ; it is
+counted in ``n_cells_undefined`` and left out of the mean.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import polars as pl
+
+from analyze.columns import DEFAULT_TARGET
+from analyze.stats._data import StatsError, all_hp_columns, finished_runs, group_codes, pick_axes, pick_measures, pick_targets
+from analyze.stats._pairs import pair_counts, tau_b_from_counts
+
+ALL = "ALL"
+SCHEMA: dict[str, pl.DataType] = {
+    "measure": pl.Utf8,
+    "target": pl.Utf8,
+    "axis": pl.Utf8,
+    "psi": pl.Float64,
+    "n_cells": pl.Int64,
+    "n_cells_undefined": pl.Int64,
+    "n_points": pl.Int64,
+    "note": pl.Utf8,
+}
+_BIG_GROUP = 400  # cells larger than this are counted by sorting instead of enumerating their pairs
+
+
+def grouped_tau_b(codes: np.ndarray, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Kendall τ-b of (x, y) within each group of ``codes``: (tau per group, size per group); NaN if undefined."""
+    n_groups = int(codes.max()) + 1 if codes.size else 0
+    sizes = np.bincount(codes, minlength=n_groups)
+    s = np.zeros(n_groups)
+    tx = np.zeros(n_groups)
+    ty = np.zeros(n_groups)
+    order = np.argsort(codes, kind="stable")
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    for m in np.unique(sizes):
+        if m < 2:
+            continue
+        groups = np.flatnonzero(sizes == m)
+        if m > _BIG_GROUP:
+            for g in groups:
+                idx = order[starts[g] : starts[g] + m]
+                n0, c, d, t1, t2 = pair_counts(x[idx], y[idx])
+                s[g], tx[g], ty[g] = c - d, t1, t2
+            continue
+        a, b = np.triu_indices(m, 1)
+        for chunk in np.array_split(groups, max(1, groups.size * a.size // 2_000_000 + 1)):
+            if chunk.size == 0:
+                continue
+            ia = order[starts[chunk][:, None] + a[None, :]]
+            ib = order[starts[chunk][:, None] + b[None, :]]
+            sx, sy = np.sign(x[ia] - x[ib]), np.sign(y[ia] - y[ib])
+            s[chunk] = (sx * sy).sum(axis=1)
+            tx[chunk] = (sx == 0).sum(axis=1)
+            ty[chunk] = (sy == 0).sum(axis=1)
+    n0 = sizes * (sizes - 1) / 2.0
+    tau = tau_b_from_counts(n0, s, tx, ty)
+    tau[sizes < 2] = np.nan
+    return tau, sizes
+
+
+def granulated_kendall(
+    ledger: pl.DataFrame,
+    *,
+    target: str = DEFAULT_TARGET,
+    measures: Sequence[str] | None = None,
+    axes: Sequence[str] | None = None,
+    average_seeds: bool = True,
+) -> pl.DataFrame:
+    """ψ per axis and Ψ (axis ``"ALL"``) for each measure, with the number of cells each mean is over."""
+    runs = finished_runs(ledger)
+    (target,) = pick_targets(runs, target)
+    measure_cols = pick_measures(runs, measures)
+    axis_cols = pick_axes(runs, axes, what="granulated Kendall")
+    config_cols = list(dict.fromkeys(all_hp_columns(runs) + list(axis_cols)))
+    if not axis_cols:
+        raise StatsError("granulated Kendall: no hp.* column takes two or more values among the finished runs")
+    rows: list[dict] = []
+    for measure in measure_cols:
+        points = runs.select(config_cols + [measure, target]).filter(
+            pl.col(measure).cast(pl.Float64).is_finite() & pl.col(target).cast(pl.Float64).is_finite()
+        )
+        if average_seeds:
+            points = points.group_by(config_cols, maintain_order=True).agg(pl.col(measure).mean(), pl.col(target).mean())
+        x = points[measure].cast(pl.Float64).to_numpy()
+        y = points[target].cast(pl.Float64).to_numpy()
+        psis = []
+        for axis in axis_cols:
+            codes = group_codes(points, [c for c in config_cols if c != axis])
+            tau, sizes = grouped_tau_b(codes, x, y)
+            varying = sizes >= 2
+            defined = varying & np.isfinite(tau)
+            psi = float(tau[defined].mean()) if defined.any() else None
+            note = None
+            if not varying.any():
+                note = f"no two configurations differ only in {axis}; ψ is undefined"
+            elif psi is None:
+                note = f"{measure} or {target} is constant in every cell of {axis}"
+            rows.append(
+                {"measure": measure, "target": target, "axis": axis, "psi": psi, "n_cells": int(defined.sum()),
+                 "n_cells_undefined": int((varying & ~defined).sum()), "n_points": int(sizes[varying].sum()), "note": note}
+            )
+            if psi is not None:
+                psis.append(psi)
+        axis_rows = rows[-len(axis_cols) :]
+        rows.append(
+            {"measure": measure, "target": target, "axis": ALL, "psi": float(np.mean(psis)) if psis else None,
+             "n_cells": sum(r["n_cells"] for r in axis_rows), "n_cells_undefined": sum(r["n_cells_undefined"] for r in axis_rows),
+             "n_points": x.size, "note": None if psis else "no axis has a defined ψ"}
+        )
+    return pl.DataFrame(rows, schema=SCHEMA, orient="row")

@@ -1,0 +1,112 @@
+"""``python -m analyze``: every subcommand end to end on a ledger file, the rank table against scipy, the JSON
+layout, errors, and one run from an MLflow store."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+from scipy import stats
+
+from analyze.cli import SCHEMA_VERSION, main
+from tests.analyze.synthetic import synthetic_ledger
+
+
+@pytest.fixture(scope="module")
+def ledger_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("ledger") / "syn.csv"
+    synthetic_ledger(seed=0, n_failed=3).write_csv(path)
+    return path
+
+
+def _json(capsys: pytest.CaptureFixture, argv: list[str]) -> dict:
+    assert main(argv) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_rank_json_equals_scipy_on_finished_runs(ledger_csv: Path, capsys: pytest.CaptureFixture) -> None:
+    doc = _json(capsys, ["rank", "--ledger", str(ledger_csv), "--format", "json", "--resamples", "0"])
+    assert doc["schema"] == SCHEMA_VERSION and doc["meta"]["runs"] == {
+        "total": 123, "finished": 120, "excluded": 3, "by_status": {"FAILED": 3, "FINISHED": 120}}
+    assert doc["meta"]["target"] == "gen.gap_acc" and doc["columns"][:2] == ["rank", "measure"]
+    done = pl.read_csv(ledger_csv).filter(pl.col("status") == "FINISHED")
+    taus = [abs(r["kendall_tau"]) for r in doc["rows"]]
+    assert taus == sorted(taus, reverse=True)
+    for row in doc["rows"]:
+        a, b = done[row["measure"]].to_numpy(), done["gen.gap_acc"].to_numpy()
+        for fn, col, p in ((stats.pearsonr, "pearson_r", "pearson_p"), (stats.spearmanr, "spearman_rho", "spearman_p"),
+                           (stats.kendalltau, "kendall_tau", "kendall_p")):
+            ref = fn(a, b)
+            assert row[col] == pytest.approx(ref.statistic, abs=1e-12)  # JSON round trip keeps full precision
+            assert row[p] == pytest.approx(ref.pvalue, rel=1e-9)
+
+
+def test_rank_table_csv_and_out_file(ledger_csv: Path, capsys: pytest.CaptureFixture, tmp_path: Path) -> None:
+    assert main(["rank", "--ledger", str(ledger_csv), "--resamples", "50", "--target", "gen.test_acc"]) == 0
+    text = capsys.readouterr().out
+    assert "finished runs: 120 of 123" in text and "excluded: 3 FAILED" in text and "measure.planted" in text
+    out = tmp_path / "rank.csv"
+    assert main(["rank", "--ledger", str(ledger_csv), "--format", "csv", "--resamples", "0", "--out", str(out)]) == 0
+    frame = pl.read_csv(out)
+    assert frame.height == 3 and {"kendall_tau", "kendall_p_adj", "direction"} <= set(frame.columns)
+
+
+@pytest.mark.parametrize(
+    "argv, column",
+    [
+        (["partial", "--covariates", "measure.noise_0"], "covariates"),
+        (["partial", "--matrix"], "control"),
+        (["granulated"], "psi"),
+        (["sign-error", "--min-ess", "1"], "p90"),
+        (["cmi"], "cmi"),
+        (["flags"], "sentence"),
+    ],
+)
+def test_every_subcommand_emits_json(ledger_csv: Path, capsys: pytest.CaptureFixture, argv: list[str], column: str) -> None:
+    doc = _json(capsys, [*argv, "--ledger", str(ledger_csv), "--format", "json", "--resamples", "0"])
+    assert column in doc["columns"] and doc["rows"] and doc["meta"]["subcommand"] == argv[0]
+
+
+def test_errors_exit_2_with_a_message(ledger_csv: Path, capsys: pytest.CaptureFixture, tmp_path: Path) -> None:
+    assert main(["rank", "--ledger", str(ledger_csv), "--target", "gen.nope"]) == 2
+    assert "gen.nope" in capsys.readouterr().err
+    assert main(["rank", "--ledger", str(tmp_path / "missing.csv")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["partial", "--ledger", str(ledger_csv)]) == 2
+    assert "--covariates" in capsys.readouterr().err
+
+
+def test_report_writes_html(ledger_csv: Path, capsys: pytest.CaptureFixture, tmp_path: Path) -> None:
+    out = tmp_path / "r.html"
+    assert main(["report", "--ledger", str(ledger_csv), "--resamples", "0", "--out", str(out)]) == 0
+    html = out.read_text()
+    assert "measure.planted" in html and "hp.optimizer" in html
+
+
+def test_rank_from_mlflow_most_recent_experiment(mlflow_uri: str, capsys: pytest.CaptureFixture) -> None:
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=mlflow_uri)
+    rng = np.random.default_rng(0)
+    for name in ("older", "newer"):
+        exp = client.create_experiment(name)
+        for i in range(8):
+            run = client.create_run(exp)
+            gap = float(rng.normal())
+            client.log_param(run.info.run_id, "lr", 0.1 * (i % 2 + 1))
+            client.log_metric(run.info.run_id, "gen.gap_acc", gap)
+            client.log_metric(run.info.run_id, "measure.sharp", gap + float(rng.normal(0, 0.1)))
+            client.set_terminated(run.info.run_id, "FINISHED" if i < 7 else "FAILED")
+    doc = _json(capsys, ["rank", "--tracking-uri", mlflow_uri, "--format", "json", "--resamples", "0"])
+    assert doc["meta"]["experiment"] == "newer" and doc["meta"]["runs"]["finished"] == 7
+    assert doc["rows"][0]["measure"] == "measure.sharp" and doc["rows"][0]["n"] == 7
+
+
+def test_flags_reference_override(ledger_csv: Path, capsys: pytest.CaptureFixture) -> None:
+    doc = _json(capsys, ["flags", "--ledger", str(ledger_csv), "--format", "json", "--reference", "hp.optimizer=adam"])
+    assert [(r["flag"], r["group"], r["reference"]) for r in doc["rows"]] == [("sign_reversal", "sgd", "adam")]
+    assert main(["flags", "--ledger", str(ledger_csv), "--reference", "optimizer"]) == 2
+    assert "AXIS=VALUE" in capsys.readouterr().err

@@ -1,0 +1,135 @@
+"""Throughput of parallel sweeps, measured side by side in one process (issue 8).
+
+    python tests/benchmarks/bench_executors.py               # first 8 runs of the quick sweep, 24 tiny runs
+    python tests/benchmarks/bench_executors.py --runs 32     # the whole quick sweep (several minutes on 2 cores)
+
+A. The ``quick`` sweep (its first ``--runs`` configurations) with the local executor:
+   ``--workers 1`` (in this process, torch using every core), ``--workers 2`` (two processes, torch threads =
+   cores // 2, what ``python -m collect`` does) and ``--workers 2`` with every process using every core (the
+   oversubscription the thread setting avoids). Wall time includes starting the worker processes.
+B. Overhead per run of the Dask path vs the local pool: ``--tiny-runs`` configurations that train for a
+   fraction of a second, on 2 warm local workers vs a warm 2-worker Dask LocalCluster, so that what differs is
+   submission, serialisation and scheduling, not training.
+
+Every sweep writes to its own fresh SQLite store. The machine may be shared: the load average is printed beside
+every number, and numbers taken under different loads should not be compared.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from collect import tracking  # noqa: E402
+from collect.executors import DaskExecutor, local_executor, threads_per_run, usable_cores  # noqa: E402
+from collect.runner import run_sweep  # noqa: E402
+from collect.sweep import expand, find_sweep, load_spec, parse_spec  # noqa: E402
+
+TINY = {
+    "name": "bench-tiny",
+    "seeds": [0],
+    "measures": ["norms"],
+    "base": {
+        "data": {"dataset": "digits", "n_train": 60, "n_test": 40},
+        "model": {"arch": "fcn", "width": 8, "depth": 1},
+        "optim": {"lr": 0.1, "batch_size": 60},
+        "stop": {"max_epochs": 1},
+    },
+}
+
+
+def load() -> str:
+    return "load %.1f" % os.getloadavg()[0]
+
+
+class Stores:
+    """Fresh SQLite stores copied from one migrated template (migrating costs seconds that are not the executor's)."""
+
+    def __init__(self, root: Path):
+        self.root, self.n = root, 0
+        self.template = root / "template.db"
+        tracking.ensure_store(f"sqlite:///{self.template}")
+
+    def fresh(self) -> str:
+        self.n += 1
+        folder = self.root / f"store{self.n}"
+        folder.mkdir()
+        shutil.copy(self.template, folder / "mlflow.db")
+        return f"sqlite:///{folder / 'mlflow.db'}"
+
+
+def timed_sweep(runs, name: str, uri: str, executor, threads: int | None) -> tuple[float, int, float]:
+    """Wall seconds, finished runs, and the summed training seconds the runs report."""
+    started = time.perf_counter()
+    summary = run_sweep(runs, sweep=name, tracking_uri=uri, device="cpu", executor=executor, progress=False, torch_threads=threads)
+    wall = time.perf_counter() - started
+    train = sum(o.metrics.get("train.seconds", 0.0) for o in summary.outcomes)
+    return wall, summary.finished, train
+
+
+def part_a(stores: Stores, n_runs: int) -> None:
+    cores = usable_cores()
+    runs = expand(load_spec(find_sweep("quick")))[:n_runs]
+    print(f"A. quick sweep, first {len(runs)} runs, {cores} usable cores")
+    cases = [
+        ("--workers 1 (in-process)", local_executor(1), threads_per_run(cores, 1)),
+        ("--workers 2", local_executor(2), threads_per_run(cores, 2)),
+        (f"--workers 2, {cores} torch threads each", local_executor(2), cores),
+    ]
+    results = {}
+    for label, executor, threads in cases:
+        before = load()
+        wall, finished, train = timed_sweep(runs, "quick", stores.fresh(), executor, threads)
+        results[label] = wall
+        print(f"   {label:<34} {wall:7.1f} s  {60 * finished / wall:6.1f} runs/min  finished {finished}/{len(runs)}  "
+              f"sum of train.seconds {train:6.1f}  ({before} -> {load()})")
+    w1, w2, over = (results[label] for label, _, _ in cases)
+    print(f"   speed-up --workers 2 vs 1: {w1 / w2:.2f}x;  oversubscribed vs right-sized threads: {over / w2:.2f}x slower")
+
+
+def part_b(stores: Stores, n_runs: int) -> None:
+    from distributed import LocalCluster
+
+    spec = {**TINY, "grid": {"optim.lr": [0.01 * (i + 1) for i in range(n_runs)]}}
+    runs = expand(parse_spec(spec, "bench-tiny.toml"))
+    warm = runs[:2]
+    print(f"B. overhead per run, {len(runs)} runs of a fraction of a second each, 2 warm workers")
+    local = local_executor(2, retries=0)
+    timed_sweep(warm, "warm", stores.fresh(), local, 1)  # starts the fork server; later pools fork from it
+    before = load()
+    wall_local, done_local, train_local = timed_sweep(runs, "bench-tiny", stores.fresh(), local, 1)
+    print(f"   local pool   {wall_local:6.1f} s  {wall_local / len(runs):.3f} s/run  finished {done_local}  ({before} -> {load()})")
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        with DaskExecutor(cluster.scheduler_address, retries=0) as dask:
+            timed_sweep(warm, "warm", stores.fresh(), dask, None)  # workers import torch and MLflow once
+            before = load()
+            wall_dask, done_dask, train_dask = timed_sweep(runs, "bench-tiny", stores.fresh(), dask, None)
+    print(f"   Dask         {wall_dask:6.1f} s  {wall_dask / len(runs):.3f} s/run  finished {done_dask}  ({before} -> {load()})")
+    print(f"   Dask overhead vs local pool: {(wall_dask - wall_local) / len(runs) * 1000:+.0f} ms per run "
+          f"({wall_dask / wall_local:.2f}x); training itself: {train_local:.2f} s local, {train_dask:.2f} s Dask")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--runs", type=int, default=8, help="first N configurations of the quick sweep (32 in all)")
+    p.add_argument("--tiny-runs", type=int, default=24, help="tiny configurations for the per-run overhead")
+    p.add_argument("--skip-a", action="store_true")
+    p.add_argument("--skip-b", action="store_true")
+    args = p.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        stores = Stores(Path(tmp))
+        if not args.skip_a:
+            part_a(stores, args.runs)
+        if not args.skip_b:
+            part_b(stores, args.tiny_runs)
+
+
+if __name__ == "__main__":
+    main()
