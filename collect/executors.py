@@ -489,6 +489,9 @@ def open_executor(kind: str = "local", *, workers: int | None = None, scheduler:
         n = workers or usable_cores()
         yield local_executor(n, retries), threads_per_run(usable_cores(), n)
     elif kind == "dask":
+        if scheduler and workers is not None:
+            raise ExecutorError("--workers starts that many LocalCluster workers; with --scheduler the cluster's own workers "
+                                "run the sweep (add some with `dask worker ADDRESS --nworkers N --nthreads 1`): drop --workers")
         with DaskExecutor(scheduler, workers, retries) as executor:
             yield executor, None  # sized on each worker from the cores of its host
     else:

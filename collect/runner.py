@@ -158,7 +158,7 @@ def run_one(planned: PlannedRun, target: SweepTarget) -> RunOutcome:
                 return {}
             m.eval()
             values, _, _ = compute_measures(context(m, init_state, step=step), curve_specs, timing=False)
-            return values
+            return {k.removeprefix("measure."): v for k, v in values.items()}  # logged as curve.<key>
 
         mid = cfg.transform.at_epoch
         result = train(

@@ -46,6 +46,7 @@ def lanczos_top_eigenvalues(
     dtype: torch.dtype,
     device: torch.device,
     abs_floor: float = 1e-12,
+    callback: Callable[[int, np.ndarray], None] | None = None,
 ) -> EigenResult:
     """The ``k`` largest algebraic eigenvalues of the symmetric operator ``matvec`` on R^dim.
 
@@ -74,6 +75,8 @@ def lanczos_top_eigenvalues(
             w = w - basis[: j + 1].T @ (basis[: j + 1] @ w)
         beta = float(w.norm())
         theta, resid = _ritz(alphas, betas, beta, k)
+        if callback is not None:
+            callback(j + 1, theta)
         scale = max(float(np.max(np.abs(theta))), abs_floor) if theta.size else abs_floor
         invariant = beta <= 100 * torch.finfo(dtype).eps * scale  # Krylov space is H-invariant: Ritz values exact
         done = len(theta) >= k and bool(np.all(resid <= tol * np.maximum(np.abs(theta), abs_floor)))

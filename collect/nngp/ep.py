@@ -150,8 +150,8 @@ def _site_update(cav_m: torch.Tensor, cav_v: torch.Tensor, y: torch.Tensor) -> t
 
 
 def _b_matrix(k: torch.Tensor, sqrt_tau: torch.Tensor) -> torch.Tensor:
-    b = sqrt_tau[:, None] * k * sqrt_tau[None, :]
-    b.diagonal().add_(1.0)
+    b = sqrt_tau[:, None] * k
+    b.mul_(sqrt_tau[None, :]).diagonal().add_(1.0)
     return b
 
 
@@ -160,7 +160,7 @@ def _posterior(k: torch.Tensor, tau: torch.Tensor, nu: torch.Tensor) -> tuple[to
     sqrt_tau = tau.sqrt()
     chol = torch.linalg.cholesky(_b_matrix(k, sqrt_tau))
     v = torch.linalg.solve_triangular(chol, sqrt_tau[:, None] * k, upper=False)
-    var = torch.diagonal(k) - (v * v).sum(0)
+    var = torch.diagonal(k) - torch.linalg.vector_norm(v, dim=0).square()
     mean = k @ nu - v.T @ (v @ nu)
     log_det_b = 2.0 * float(torch.log(torch.diagonal(chol)).sum())
     return mean, var.clamp_min(1e-300), log_det_b

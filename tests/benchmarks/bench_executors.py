@@ -6,7 +6,8 @@
 A. The ``quick`` sweep (its first ``--runs`` configurations) with the local executor:
    ``--workers 1`` (in this process, torch using every core), ``--workers 2`` (two processes, torch threads =
    cores // 2, what ``python -m collect`` does) and ``--workers 2`` with every process using every core (the
-   oversubscription the thread setting avoids). Wall time includes starting the worker processes.
+   oversubscription the thread setting avoids). The fork server that worker processes are forked from is started
+   (and timed) first; each sweep's wall time still includes forking its workers and their first MLflow connection.
 B. Overhead per run of the Dask path vs the local pool: ``--tiny-runs`` configurations that train for a
    fraction of a second, on 2 warm local workers vs a warm 2-worker Dask LocalCluster, so that what differs is
    submission, serialisation and scheduling, not training.
@@ -78,6 +79,10 @@ def part_a(stores: Stores, n_runs: int) -> None:
     cores = usable_cores()
     runs = expand(load_spec(find_sweep("quick")))[:n_runs]
     print(f"A. quick sweep, first {len(runs)} runs, {cores} usable cores")
+    tiny = expand(parse_spec({**TINY, "grid": {"optim.lr": [0.05, 0.1]}}, "warm.toml"))
+    before = load()
+    wall, _, _ = timed_sweep(tiny, "warm", stores.fresh(), local_executor(2), 1)
+    print(f"   starting the worker fork server (imports torch and MLflow once per driver) + 2 tiny runs: {wall:.1f} s ({before})")
     cases = [
         ("--workers 1 (in-process)", local_executor(1), threads_per_run(cores, 1)),
         ("--workers 2", local_executor(2), threads_per_run(cores, 2)),

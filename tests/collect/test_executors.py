@@ -230,9 +230,27 @@ def test_bad_executor_options_name_the_flag():
         with pytest.raises(ExecutorError, match=flag):
             with open_executor("local", **kwargs):
                 pass
+    with pytest.raises(ExecutorError, match="--workers"):
+        with open_executor("dask", workers=2, scheduler="tcp://127.0.0.1:1"):
+            pass
     with pytest.raises(ExecutorError, match="--scheduler tcp://127.0.0.1:1"):
         with DaskExecutor("tcp://127.0.0.1:1", connect_timeout=2):
             pass
+
+
+def test_command_line_flags_reach_the_executor(tmp_path, mlflow_uri, capsys):
+    from collect.cli import main
+
+    spec = tmp_path / "one.toml"
+    spec.write_text(CLI_SPEC.replace("max_epochs = 40", "max_epochs = 1").replace("n_train = 300", "n_train = 60"))
+    assert main(["--config", str(spec), "--workers", "0", "--tracking-uri", mlflow_uri]) == 2
+    assert "--workers 0" in capsys.readouterr().err
+    assert main(["--config", str(spec), "--executor", "local", "--workers", "1", "--retries", "0", "--max-runs", "1",
+                 "--tracking-uri", mlflow_uri, "--no-progress", "--device", "cpu"]) == 0
+    (kid,) = children(mlflow_uri, "fault-cli")
+    parent = MlflowClient(tracking_uri=mlflow_uri).get_run(kid.data.tags["mlflow.parentRunId"])
+    assert kid.info.status == "FINISHED" and parent.data.tags["executor"] == "local"
+    assert worker_pid(kid) == os.getpid()  # --workers 1 trains in this process
 
 
 # ------------------------------------------------------------------ whole sweeps: inline, Dask in-process, process pool

