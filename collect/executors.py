@@ -284,7 +284,7 @@ class _InlinePool:
 
 
 class _ProcessPool:
-    """``concurrent.futures.ProcessPoolExecutor`` (spawn) holding at most ``workers`` attempts.
+    """``concurrent.futures.ProcessPoolExecutor`` (fork server, else spawn) holding at most ``workers`` attempts.
 
     A worker that dies breaks the whole pool: every attempt in flight fails with ``BrokenProcessPool`` (and counts
     as a try), and the next submission starts a fresh pool. Keeping no more than ``workers`` attempts submitted

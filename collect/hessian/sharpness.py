@@ -21,7 +21,7 @@ from typing import Callable
 
 import numpy as np
 import torch
-from scipy.optimize import minimize
+from scipy.optimize import Bounds, minimize
 
 from collect.hessian.operator import ChunkedLoss
 
@@ -87,7 +87,7 @@ def maximize_in_box(
             y0.double().cpu().numpy(),
             jac=True,
             method="L-BFGS-B",
-            bounds=list(zip(-r, r)),
+            bounds=Bounds(-r, r),
             options={"maxiter": max_iter, "ftol": 0.0, "gtol": 0.0},
         )
         message = f"L-BFGS-B: {res.message}"

@@ -126,7 +126,7 @@ def hessian_trace(
     max_probes: int = 500,
     method: str = "hutchinson",
     hutchpp_rank: int = 10,
-    chunk_size: int = 1000,
+    chunk_size: int = 2048,
 ) -> MeasureResult:
     """Tr ∇²L of the mean training loss by Hutchinson (or Hutch++), stopped at a target relative standard error.
 
@@ -148,9 +148,9 @@ def hessian_trace(
         "hessian_trace_times_weight_norm": est.value * w2,
     }
     info = {
-        "hessian_trace.method": method,
-        "hessian_trace.converged": str(est.converged),
-        "hessian_trace.n_points": str(loss.n),
+        "method": method,
+        "converged": str(est.converged),
+        "n_points": str(loss.n),
     }
     return MeasureResult(values=values, info=info)
 
@@ -167,7 +167,7 @@ def hessian_frobenius(
     rel_se: float = 0.02,
     min_probes: int = 10,
     max_probes: int = 500,
-    chunk_size: int = 1000,
+    chunk_size: int = 2048,
 ) -> MeasureResult:
     """‖∇²L‖_F estimated as sqrt(E‖Hz‖²) over Rademacher z, with its standard error (delta method)."""
     _check_probes("hessian_frobenius", rel_se, min_probes, max_probes)
@@ -181,7 +181,7 @@ def hessian_frobenius(
         "hessian_frobenius_se": est.std_error,
         "hessian_frobenius_n_hvp": float(est.n_matvecs),
     }
-    return MeasureResult(values=values, info={"hessian_frobenius.converged": str(est.converged)})
+    return MeasureResult(values=values, info={"converged": str(est.converged)})
 
 
 # ---------------------------------------------------------------------------------------------- eigenvalues
@@ -201,7 +201,7 @@ def lambda_max(
     n_samples: int | None = None,
     tol: float = 1e-3,
     max_iter: int = 100,
-    chunk_size: int = 1000,
+    chunk_size: int = 2048,
 ) -> MeasureResult:
     """Largest algebraic eigenvalue of ∇²L by Lanczos; an eigenvalue lies within ``lambda_max_residual`` of it.
 
@@ -210,7 +210,7 @@ def lambda_max(
     _check_lanczos("lambda_max", tol, max_iter)
     loss = _loss(ctx, n_samples, chunk_size, "lambda_max")
     res = lanczos_top_eigenvalues(
-        loss.hvp, loss.dim, k=1, tol=tol, max_iter=max_iter, generator=ctx.generator(103),
+        loss.hvp_operator(), loss.dim, k=1, tol=tol, max_iter=max_iter, generator=ctx.generator(103),
         dtype=loss.dtype, device=loss.device,
     )
     values = {
@@ -219,7 +219,7 @@ def lambda_max(
         "lambda_max_n_hvp": float(res.n_matvecs),
         "lambda_max_converged": float(res.converged),
     }
-    return MeasureResult(values=values, info={"lambda_max.converged": str(res.converged), "lambda_max.tol": str(tol)})
+    return MeasureResult(values=values, info={"converged": str(res.converged), "tol": str(tol)})
 
 
 @measure(
@@ -235,14 +235,14 @@ def top_eigenvalues(
     n_samples: int | None = None,
     tol: float = 1e-3,
     max_iter: int = 100,
-    chunk_size: int = 1000,
+    chunk_size: int = 2048,
 ) -> MeasureResult:
     """The k largest algebraic eigenvalues of ∇²L (``top_eig_1`` ≥ … ≥ ``top_eig_k``) by Lanczos."""
     _check(k >= 1, "top_eigenvalues", "k", k, "must be >= 1")
     _check_lanczos("top_eigenvalues", tol, max_iter, k)
     loss = _loss(ctx, n_samples, chunk_size, "top_eigenvalues")
     res = lanczos_top_eigenvalues(
-        loss.hvp, loss.dim, k=k, tol=tol, max_iter=max_iter, generator=ctx.generator(104),
+        loss.hvp_operator(), loss.dim, k=k, tol=tol, max_iter=max_iter, generator=ctx.generator(104),
         dtype=loss.dtype, device=loss.device,
     )
     values = {f"top_eig_{i + 1}": v for i, v in enumerate(res.eigenvalues)}
@@ -251,7 +251,7 @@ def top_eigenvalues(
         "top_eig_n_hvp": float(res.n_matvecs),
         "top_eig_converged": float(res.converged),
     }
-    return MeasureResult(values=values, info={"top_eigenvalues.converged": str(res.converged)})
+    return MeasureResult(values=values, info={"converged": str(res.converged)})
 
 
 @measure(
@@ -269,7 +269,7 @@ def lambda_max_between_iterates(
     n_samples: int | None = None,
     tol: float = 1e-3,
     max_iter: int = 100,
-    chunk_size: int = 1000,
+    chunk_size: int = 2048,
 ) -> MeasureResult:
     """max λ_max over ``n_points`` evenly spaced points θ_t = θ + t(θ' − θ), t = 0 … 1 (both ends included),
     between the final iterate θ and one further training step θ' (paper 004's procedure for batch-norm networks).
@@ -278,6 +278,12 @@ def lambda_max_between_iterates(
     _check_lanczos("lambda_max_between_iterates", tol, max_iter)
     if ctx.next_iterate is None:
         raise MeasureSkipped("no next training iterate is available for this run (ctx.next_iterate is None)")
+    t = ctx.config.transform
+    if t.alpha_scale != 1.0 or t.last_layer_scale != 1.0:
+        raise MeasureSkipped(
+            "the run is reparametrised (transform.alpha_scale / last_layer_scale), but the next iterate is a step of "
+            "the untransformed model, so the segment between them means nothing; measure it without the transform"
+        )
     current = {k: v.detach() for k, v in ctx.model.named_parameters() if v.requires_grad}
     nxt = {k: v.detach().to(current[k]) for k, v in ctx.next_iterate().items() if k in current}
     best, best_t, n_hvp, all_converged = -math.inf, 0.0, 0, True
@@ -285,7 +291,7 @@ def lambda_max_between_iterates(
         base = {k: current[k] + float(t) * (nxt[k] - current[k]) for k in nxt}
         loss = _loss(ctx, n_samples, chunk_size, "lambda_max_between_iterates", base=base)
         res = lanczos_top_eigenvalues(
-            loss.hvp, loss.dim, k=1, tol=tol, max_iter=max_iter, generator=ctx.generator(105 + 1000 * i),
+            loss.hvp_operator(), loss.dim, k=1, tol=tol, max_iter=max_iter, generator=ctx.generator(105 + 1000 * i),
             dtype=loss.dtype, device=loss.device,
         )
         n_hvp += res.n_matvecs
@@ -298,7 +304,7 @@ def lambda_max_between_iterates(
         "lambda_max_between_iterates_n_hvp": float(n_hvp),
         "lambda_max_between_iterates_converged": float(all_converged),
     }
-    return MeasureResult(values=values, info={"lambda_max_between_iterates.converged": str(all_converged)})
+    return MeasureResult(values=values, info={"converged": str(all_converged)})
 
 
 # ---------------------------------------------------------------------------------------------- per-sample trace
@@ -376,11 +382,11 @@ def per_sample_trace(
         "per_sample_r_margin_bound_lof": r_mb_lof,
     }
     info = {
-        "per_sample_trace.method": "exact" if use_exact else f"hutchinson ({n_probes} probes per point)",
-        "per_sample_trace.lof_kept": f"aceht {kept_ac}/{int(c.sum())}, margin_bound {kept_mb}/{int(c.sum())}",
+        "method": "exact" if use_exact else f"hutchinson ({n_probes} probes per point)",
+        "lof_kept": f"aceht {kept_ac}/{int(c.sum())}, margin_bound {kept_mb}/{int(c.sum())}",
     }
     if not use_exact and reason is not None:
-        info["per_sample_trace.why_not_exact"] = reason
+        info["why_not_exact"] = reason
     return MeasureResult(values=values, per_sample=cols, info=info)
 
 
@@ -394,7 +400,7 @@ def sharpness(
     subspace_dim: int | None = None,
     max_iter: int = 20,
     n_samples: int | None = None,
-    chunk_size: int = 1000,
+    chunk_size: int = 2048,
 ) -> MeasureResult:
     """Keskar sharpness 100·max_{|Δ_i| ≤ ε(|w_i|+1)} (L(w+Δ) − L(w)) / (1 + L(w)) on the training set.
 
@@ -417,7 +423,7 @@ def sharpness(
         loss, epsilon=epsilon, method=method, subspace_dim=subspace_dim, max_iter=max_iter,
         generator=ctx.generator(107),
     )
-    info = {"sharpness.optimizer": res.message, "sharpness.loss_evaluations": str(res.n_evals)}
+    info = {"optimizer": res.message, "loss_evaluations": str(res.n_evals)}
     return MeasureResult(values={"sharpness": res.sharpness}, info=info)
 
 
@@ -435,7 +441,7 @@ def _pacbayes(ctx: MeasureContext, name: str, key: str, noise, *, target_deviati
         seed=ctx.seed * 7 + salt,
     )
     values = {key: res.flatness, f"{key}_sigma": res.sigma}
-    info = {f"{name}.bracketed": str(res.bracketed), f"{name}.deviation": f"{res.deviation:.4f}"}
+    info = {"bracketed": str(res.bracketed), "deviation": f"{res.deviation:.4f}"}
     return MeasureResult(values=values, info=info)
 
 
@@ -449,7 +455,7 @@ def pacbayes_flatness(
     n_draws: int = 10,
     n_iter: int = 20,
     n_samples: int | None = None,
-    chunk_size: int = 1000,
+    chunk_size: int = 2048,
 ) -> MeasureResult:
     """1/σ'² for the largest σ' with E[err(w + N(0, σ'²I))] − err(w) ≤ ``target_deviation`` on the training set."""
     return _pacbayes(
@@ -471,7 +477,7 @@ def pacbayes_mag_flatness(
     n_iter: int = 20,
     mag_eps: float = 1e-3,
     n_samples: int | None = None,
-    chunk_size: int = 1000,
+    chunk_size: int = 2048,
 ) -> MeasureResult:
     """1/α'² for the largest α' with noise u_i ~ N(0, α'² w_i² + ε²) raising training error by ≤ the target."""
     _check(mag_eps >= 0, "pacbayes_mag_flatness", "mag_eps", mag_eps, "must be >= 0")
@@ -496,7 +502,7 @@ def relative_flatness(
     rel_se: float = 0.02,
     min_probes: int = 10,
     max_probes: int = 500,
-    chunk_size: int = 1000,
+    chunk_size: int = 2048,
 ) -> MeasureResult:
     """‖W_l‖² · Tr H_l, with H_l the Hessian block of layer ``layer``'s weight matrix (default: the last layer).
 
@@ -519,7 +525,8 @@ def relative_flatness(
         "relative_flatness_se": w2 * est.std_error,
         "relative_flatness_n_hvp": float(est.n_matvecs),
     }
-    return MeasureResult(values=values, info={"relative_flatness.layer": weight, "relative_flatness.converged": str(est.converged)})
+    info = {"layer": weight, "converged": str(est.converged)}
+    return MeasureResult(values=values, info=info)
 
 
 MEASURES = [

@@ -20,6 +20,7 @@ from collect.measures.context import MeasureContext, MeasureResult, MeasureSkipp
 from collect.measures.registry import measure
 from collect.nngp.ep import ep_log_prob
 from collect.nngp.kernels import default_mc_samples, empirical_kernel, random_init_features, relu_nngp_kernel
+from collect.nngp.sampling import sample_fcn_functions
 
 KERNELS = ("auto", "arccos", "empirical")
 PAPER_SIGMA_W, PAPER_SIGMA_B = 1.0, 0.1  # paper 002 section 5.1
@@ -95,7 +96,7 @@ def predicted_signs(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 @measure(
     "log_volume",
-    directions={"log_volume": -1, "log_volume_per_point": -1, "pac_bayes_bound": +1},
+    directions={"log_volume": -1, "log_volume_per_point": -1, "pac_bayes_bound": +1, "log_volume_sampled": -1},
     paper="Why Flatness Correlates With Generalization for Deep Neural Networks (paper 002), appendix A, eq. (4)",
     binary_only=True,
 )
@@ -111,9 +112,15 @@ def log_volume(
     damping: float = 0.5,
     delta: float = 0.05,
     include_attack: bool = False,
+    direct_samples: int = 0,
 ) -> MeasureResult:
     """log P(f) of the predicted labels on S ∪ E under the NNGP prior with a Heaviside likelihood (EP), per point,
-    and the PAC-Bayes bound (ln 1/P(f) + ln 1/δ)/|S| of paper 002 eq. (4) when the training error on S is zero."""
+    and the PAC-Bayes bound (ln 1/P(f) + ln 1/δ)/|S| of paper 002 eq. (4) when the training error on S is zero.
+
+    ``direct_samples`` > 0 (ReLU FCNs only) also estimates log P(f) without the GP, as the frequency of f among
+    that many random initialisations of the FCN itself (``log_volume_sampled``; paper 002 section 5.1). Only small
+    input sets such as the 128-input Boolean system have functions frequent enough for this; a function never
+    seen gives NaN."""
     if not ctx.is_binary:
         raise MeasureSkipped(
             f"log_volume needs a binary task (num_classes = 2, this one has {ctx.num_classes}); set data.binary = "
@@ -123,6 +130,11 @@ def log_volume(
         raise SpecError(f"log_volume option delta = {delta} must be in (0, 1)")
     w, b = prior_sigmas(ctx.config.model, sigma_w, sigma_b)
     kind = kernel_kind(ctx.config.model, kernel)
+    if direct_samples < 0 or (direct_samples and kind != "arccos"):
+        raise SpecError(
+            f"log_volume option direct_samples = {direct_samples}: use 0 (off) or a positive count, and only with a "
+            "ReLU FCN (model.arch = 'fcn' or 'affine')"
+        )
 
     keep = torch.ones_like(ctx.is_attack) if include_attack else ~ctx.is_attack
     x_s, y_s = ctx.x_train[keep], ctx.y_train[keep]
@@ -146,6 +158,9 @@ def log_volume(
     else:
         bound = float("nan")
         bound_note = f"NaN: eq. (4) needs zero training error on S, this function misclassifies {train_errors} of {n_clean}"
+    values = {"log_volume": ep.log_prob, "log_volume_per_point": ep.log_prob / x.shape[0], "pac_bayes_bound": bound}
+    if direct_samples:
+        values["log_volume_sampled"], info["log_volume_sampled"] = _sampled_log_volume(ctx, x, f, w, b, direct_samples)
     info |= {
         "sigma_w": str(w),
         "sigma_b": str(b),
@@ -158,14 +173,22 @@ def log_volume(
         "ep_seconds": f"{ep_seconds:.3f}",
         "pac_bayes_bound": bound_note,
     }
-    return MeasureResult(
-        values={
-            "log_volume": ep.log_prob,
-            "log_volume_per_point": ep.log_prob / x.shape[0],
-            "pac_bayes_bound": bound,
-        },
-        info=info,
+    return MeasureResult(values=values, info=info)
+
+
+def _sampled_log_volume(
+    ctx: MeasureContext, x: torch.Tensor, f: torch.Tensor, sigma_w: float, sigma_b: float, n_samples: int
+) -> tuple[float, str]:
+    """(log of the frequency of f among ``n_samples`` random FCNs of the run's architecture, a note for the tags)."""
+    cfg = ctx.config.model
+    depth = 0 if cfg.arch == "affine" else cfg.depth
+    counts = sample_fcn_functions(
+        x, n_samples, width=cfg.width, depth=depth, sigma_w=sigma_w, sigma_b=sigma_b, seed=ctx.seed * 1_000_003 + 7
     )
+    log_p, se = counts.log_prob(f.cpu().numpy())
+    if log_p == -math.inf:
+        return float("nan"), f"NaN: f not among {n_samples} sampled functions (P(f) below about 3/{n_samples})"
+    return log_p, f"{n_samples} samples, standard error {se:.3g}, {len(counts.counts)} distinct functions"
 
 
 MEASURES = [log_volume]

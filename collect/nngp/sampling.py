@@ -66,13 +66,16 @@ def sample_fcn_functions(
     sigma_w: float = 1.0,
     sigma_b: float = 0.1,
     seed: int = 0,
-    batch_size: int = 4096,
+    batch_size: int | None = None,
 ) -> FunctionCounts:
     """Count the functions sign(FCN(x)) of ``n_samples`` random ReLU FCNs (``depth`` hidden layers of ``width``).
 
     Vectorised over a batch of networks (batched matmuls in float32 on x's device: only signs are kept, and an
     output within float32 rounding of zero has probability ~1e-7 per input, far below the sampling error).
+    ``batch_size`` networks at a time; None keeps each hidden activation tensor near 2^24 floats (64 MiB).
     """
+    if batch_size is None:
+        batch_size = max(1, min(4096, 2**24 // (x.shape[0] * max(width, 1))))
     if n_samples < 1 or batch_size < 1:
         raise ValueError(f"n_samples = {n_samples} and batch_size = {batch_size} must be >= 1")
     if width < 1 or depth < 0 or not sigma_w > 0 or sigma_b < 0:

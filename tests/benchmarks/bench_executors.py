@@ -8,9 +8,9 @@ A. The ``quick`` sweep (its first ``--runs`` configurations) with the local exec
    cores // 2, what ``python -m collect`` does) and ``--workers 2`` with every process using every core (the
    oversubscription the thread setting avoids). The fork server that worker processes are forked from is started
    (and timed) first; each sweep's wall time still includes forking its workers and their first MLflow connection.
-B. Overhead per run of the Dask path vs the local pool: ``--tiny-runs`` configurations that train for a
-   fraction of a second, on 2 warm local workers vs a warm 2-worker Dask LocalCluster, so that what differs is
-   submission, serialisation and scheduling, not training.
+B. Overhead per run of the Dask path vs the local pool: the marginal wall time per run of configurations that
+   train for a fraction of a second, on 2 local workers vs a warm 2-worker Dask LocalCluster, so that what differs
+   is submission, serialisation and scheduling, not training or start-up.
 
 Every sweep writes to its own fresh SQLite store. The machine may be shared: the load average is printed beside
 every number, and numbers taken under different loads should not be compared.
@@ -84,47 +84,56 @@ def part_a(stores: Stores, n_runs: int) -> None:
     wall, _, _ = timed_sweep(tiny, "warm", stores.fresh(), local_executor(2), 1)
     print(f"   starting the worker fork server (imports torch and MLflow once per driver) + 2 tiny runs: {wall:.1f} s ({before})")
     cases = [
-        ("--workers 1 (in-process)", local_executor(1), threads_per_run(cores, 1)),
-        ("--workers 2", local_executor(2), threads_per_run(cores, 2)),
-        (f"--workers 2, {cores} torch threads each", local_executor(2), cores),
+        (f"--workers 1 (in-process), {threads_per_run(cores, 1)} threads", local_executor(1), threads_per_run(cores, 1)),
+        ("--workers 1 (in-process), 1 thread", local_executor(1), 1),
+        (f"--workers 2, {threads_per_run(cores, 2)} thread(s) each", local_executor(2), threads_per_run(cores, 2)),
+        (f"--workers 2, {cores} threads each", local_executor(2), cores),
     ]
     results = {}
     for label, executor, threads in cases:
         before = load()
         wall, finished, train = timed_sweep(runs, "quick", stores.fresh(), executor, threads)
         results[label] = wall
-        print(f"   {label:<34} {wall:7.1f} s  {60 * finished / wall:6.1f} runs/min  finished {finished}/{len(runs)}  "
-              f"sum of train.seconds {train:6.1f}  ({before} -> {load()})")
-    w1, w2, over = (results[label] for label, _, _ in cases)
-    print(f"   speed-up --workers 2 vs 1: {w1 / w2:.2f}x;  oversubscribed vs right-sized threads: {over / w2:.2f}x slower")
+        print(f"   {label:<36} {wall:7.1f} s  {60 * finished / wall:6.1f} runs/min  finished {finished}/{len(runs)}  "
+              f"sum of train.seconds {train:7.1f}  ({before} -> {load()})")
+    w1, w1_single, w2, over = (results[label] for label, _, _ in cases)
+    print(f"   speed-up of --workers 2 over --workers 1: {w1 / w2:.2f}x with the default threads, {w1_single / w2:.2f}x at "
+          f"one thread per run (parallelism alone); {cores} threads per worker process is {over / w2:.2f}x slower")
 
 
 def part_b(stores: Stores, n_runs: int) -> None:
+    """Marginal seconds per run: (wall(n + k runs) - wall(k runs)) / n on the same executor, so that fixed costs
+    (forking the pool's workers, their first torch and MLflow calls) cancel and what is left is per-run cost."""
     from distributed import LocalCluster
 
-    spec = {**TINY, "grid": {"optim.lr": [0.01 * (i + 1) for i in range(n_runs)]}}
+    k = 4
+    spec = {**TINY, "grid": {"optim.lr": [0.01 * (i + 1) for i in range(n_runs + k)]}}
     runs = expand(parse_spec(spec, "bench-tiny.toml"))
-    warm = runs[:2]
-    print(f"B. overhead per run, {len(runs)} runs of a fraction of a second each, 2 warm workers")
+    print(f"B. per-run cost: runs training a fraction of a second, 2 workers; marginal = (wall({n_runs + k}) - wall({k})) / {n_runs}")
+
+    def measure(label: str, executor, threads) -> float:
+        before = load()
+        small, _, _ = timed_sweep(runs[:k], "bench-small", stores.fresh(), executor, threads)
+        large, done, _ = timed_sweep(runs, "bench-large", stores.fresh(), executor, threads)
+        per_run = (large - small) / n_runs
+        print(f"   {label:<12} {k} runs {small:6.1f} s, {len(runs)} runs {large:6.1f} s (finished {done}):  "
+              f"{per_run:.3f} s per run  ({before} -> {load()})")
+        return per_run
+
     local = local_executor(2, retries=0)
-    timed_sweep(warm, "warm", stores.fresh(), local, 1)  # starts the fork server; later pools fork from it
-    before = load()
-    wall_local, done_local, train_local = timed_sweep(runs, "bench-tiny", stores.fresh(), local, 1)
-    print(f"   local pool   {wall_local:6.1f} s  {wall_local / len(runs):.3f} s/run  finished {done_local}  ({before} -> {load()})")
+    timed_sweep(runs[:2], "warm", stores.fresh(), local, 1)  # starts the fork server
+    local_per_run = measure("local pool", local, 1)
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
         with DaskExecutor(cluster.scheduler_address, retries=0) as dask:
-            timed_sweep(warm, "warm", stores.fresh(), dask, None)  # workers import torch and MLflow once
-            before = load()
-            wall_dask, done_dask, train_dask = timed_sweep(runs, "bench-tiny", stores.fresh(), dask, None)
-    print(f"   Dask         {wall_dask:6.1f} s  {wall_dask / len(runs):.3f} s/run  finished {done_dask}  ({before} -> {load()})")
-    print(f"   Dask overhead vs local pool: {(wall_dask - wall_local) / len(runs) * 1000:+.0f} ms per run "
-          f"({wall_dask / wall_local:.2f}x); training itself: {train_local:.2f} s local, {train_dask:.2f} s Dask")
+            timed_sweep(runs[:2], "warm", stores.fresh(), dask, None)  # workers import torch and MLflow once
+            dask_per_run = measure("Dask", dask, None)
+    print(f"   Dask overhead vs local pool: {(dask_per_run - local_per_run) * 1000:+.0f} ms per run")
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--runs", type=int, default=8, help="first N configurations of the quick sweep (32 in all)")
-    p.add_argument("--tiny-runs", type=int, default=24, help="tiny configurations for the per-run overhead")
+    p.add_argument("--tiny-runs", type=int, default=24, help="extra tiny configurations for the per-run overhead")
     p.add_argument("--skip-a", action="store_true")
     p.add_argument("--skip-b", action="store_true")
     args = p.parse_args()

@@ -12,7 +12,17 @@ from collect.hessian.per_sample import margins
 from collect.losses import cross_entropy
 from collect.models import build_model
 from collect.transforms import alpha_scale, last_layer_scale
-from tests.collect.hessian.tiny_nets import bn_net, cached_hessian, conv_net, dense_hessian, image_data, relu_net, single_thread, tanh_net, vector_data  # noqa: F401,E501
+from tests.collect.hessian.tiny_nets import (  # noqa: F401 (single_thread is an autouse fixture)
+    bn_net,
+    cached_hessian,
+    conv_net,
+    dense_hessian,
+    image_data,
+    relu_net,
+    single_thread,
+    tanh_net,
+    vector_data,
+)
 
 
 @pytest.mark.parametrize("layer", [0, 1, -2])

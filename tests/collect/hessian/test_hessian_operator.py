@@ -4,10 +4,20 @@ from __future__ import annotations
 
 import pytest
 import torch
-from tests.collect.hessian.tiny_nets import single_thread, LOSSES, NETS, cached_hessian, conv_net, dense_hessian, flat_params, image_data, vector_data
 
 from collect.hessian.operator import ChunkedLoss, squared_weight_norm
 from collect.losses import cross_entropy
+from tests.collect.hessian.tiny_nets import (  # noqa: F401 (single_thread is an autouse fixture)
+    LOSSES,
+    NETS,
+    cached_hessian,
+    conv_net,
+    dense_hessian,
+    flat_params,
+    image_data,
+    single_thread,
+    vector_data,
+)
 
 # float64 throughout: the chunked/vmapped products and the dense Hessian differ only by summation order, so they
 # agree to ~1e-15 relative; 1e-10 leaves room for accumulation over chunks while catching any wrong weight (a
@@ -48,7 +58,8 @@ def test_value_and_grad_and_parameter_subset():
     ref = cross_entropy(model(x), y)
     ref.backward()
     assert value == pytest.approx(ref.item(), rel=1e-12)
-    torch.testing.assert_close(grad, torch.cat([p.grad.reshape(-1) for p in model.parameters()]), rtol=1e-10, atol=1e-13)
+    autograd_grad = torch.cat([p.grad.reshape(-1) for p in model.parameters()])
+    torch.testing.assert_close(grad, autograd_grad, rtol=1e-10, atol=1e-13)
     # The Hessian of a parameter subset is the corresponding diagonal block of the full Hessian.
     hess = cached_hessian("relu")
     sub = ChunkedLoss(model, cross_entropy, x, y, names=["2.weight"], chunk_size=9)
@@ -56,7 +67,7 @@ def test_value_and_grad_and_parameter_subset():
     block = hess[start : start + 96, start : start + 96]
     v = torch.randn(2, 96, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
     torch.testing.assert_close(sub.hvp_batch(v), v @ block, rtol=RTOL, atol=1e-12)
-    assert squared_weight_norm(model, ["2.weight"]) == pytest.approx(float(model[2].weight.pow(2).sum()))
+    assert squared_weight_norm(model, ["2.weight"]) == pytest.approx(float(model[2].weight.detach().pow(2).sum()))
 
 
 def test_base_parameters_move_the_point_without_touching_the_model():
@@ -76,3 +87,15 @@ def test_base_parameters_move_the_point_without_touching_the_model():
         ChunkedLoss(model, cross_entropy, x, y, names=["nope.weight"])
     with pytest.raises(ValueError, match="chunk_size"):
         ChunkedLoss(model, cross_entropy, x, y, chunk_size=0)
+
+
+def test_cached_operator_for_sequential_products():
+    """hvp_operator reuses one gradient graph across products (one chunk) and falls back to hvp (several)."""
+    model = NETS["bn"]()
+    x, y = vector_data()
+    hess = cached_hessian("bn")
+    v = torch.randn(3, hess.shape[0], dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    for chunk_size in (64, 10):
+        op = ChunkedLoss(model, cross_entropy, x, y, chunk_size=chunk_size).hvp_operator()
+        for row in v:  # several products through the same operator
+            torch.testing.assert_close(op(row), hess @ row, rtol=RTOL, atol=1e-12)

@@ -5,11 +5,18 @@ from __future__ import annotations
 import pytest
 import torch
 from torch import nn
-from tests.collect.hessian.tiny_nets import F64, NETS, cached_hessian, cpu_generator, single_thread, vector_data  # noqa: F401
 
 from collect.hessian.lanczos import lanczos_top_eigenvalues
 from collect.hessian.operator import ChunkedLoss
 from collect.losses import cross_entropy
+from tests.collect.hessian.tiny_nets import (  # noqa: F401 (single_thread is an autouse fixture)
+    F64,
+    NETS,
+    cached_hessian,
+    cpu_generator,
+    single_thread,
+    vector_data,
+)
 
 
 def test_indefinite_quadratic_returns_largest_algebraic_not_largest_magnitude():
@@ -56,7 +63,9 @@ def test_top3_matches_dense_spectrum(net):
 
 def test_unconverged_run_says_so():
     hess = cached_hessian("tanh")
-    res = lanczos_top_eigenvalues(lambda v: hess @ v, 203, k=1, tol=1e-12, max_iter=5, generator=cpu_generator(0), **F64)
+    res = lanczos_top_eigenvalues(
+        lambda v: hess @ v, 203, k=1, tol=1e-12, max_iter=5, generator=cpu_generator(0), **F64
+    )
     assert not res.converged and res.n_matvecs == 5
     # Even unconverged, a Ritz value never exceeds λ_max and its residual still bounds its distance to an eigenvalue.
     lam = torch.linalg.eigvalsh(hess)

@@ -35,15 +35,17 @@ def dense_traces(model: nn.Module, loss_fn, x: torch.Tensor, y: torch.Tensor) ->
     return torch.stack([torch.trace(dense_hessian(model, loss_fn, x[i : i + 1], y[i : i + 1])) for i in range(len(x))])
 
 
+@pytest.mark.parametrize("structured", [True, False], ids=["structured", "generic"])
 @pytest.mark.parametrize("loss", sorted(LOSS))
 @pytest.mark.parametrize("net", ["relu", "bn", "conv"])
-def test_exact_trace_equals_dense_per_sample_trace(net, loss):
+def test_exact_trace_equals_dense_per_sample_trace(net, loss, structured):
     """Float64: the two agree to rounding (1e-10 relative), for ReLU, eval-mode batch norm and conv/max-pool
-    networks, under cross-entropy and squared error. A dropped residual term would show on any tanh layer (next
-    test), a wrong GGN (e.g. the difference-of-squares sign, or 1/C vs 2/C for mse) by O(1)."""
+    networks, under cross-entropy and squared error, by both implementations (layer-wise closed forms and
+    all-parameter Jacobians). A wrong GGN (the difference-of-squares sign, 1/C vs 2/C for mse, a missing bias or
+    batch-norm term, a wrong unfold) would be off by O(1)."""
     model = {"relu": relu_net, "bn": bn_net, "conv": conv_net}[net]()
     x, y = image_data(8) if net == "conv" else vector_data(8)
-    got, logits = exact_per_sample_trace(model, x, y, loss=loss, chunk_size=3)
+    got, logits = exact_per_sample_trace(model, x, y, loss=loss, chunk_size=3, structured=structured)
     torch.testing.assert_close(got, dense_traces(model, LOSS[loss], x, y), rtol=1e-10, atol=1e-14)
     torch.testing.assert_close(logits, model(x).detach())
 
@@ -74,7 +76,8 @@ def test_aceht_is_the_exact_trace_of_the_affine_model():
     correct = logits.argmax(1) == y
     torch.testing.assert_close(out_m[correct], (top2[:, 0] - top2[:, 1])[correct])
     assert bool((out_m[~correct] < 0).all())
-    torch.testing.assert_close(soft_m, s.gather(1, y[:, None]).squeeze(1) - s.scatter(1, y[:, None], -1.0).max(1).values)
+    soft_by_hand = s.gather(1, y[:, None]).squeeze(1) - s.scatter(1, y[:, None], -1.0).max(1).values
+    torch.testing.assert_close(soft_m, soft_by_hand)
     assert bool((aceht(x, logits)[correct] <= margin_bound(x, soft_m)[correct] + 1e-12).all())
 
 
@@ -91,3 +94,32 @@ def test_hutchinson_per_sample_trace_covers_dense_traces_on_tanh():
     assert bool((se > 0).all()) and bool((z <= 4).all())
     assert float(z.max()) > 0.2
     torch.testing.assert_close(logits, model(x).detach())
+
+
+def test_structured_and_generic_agree_on_project_models():
+    """LeNet-5 (with and without batch norm) from collect.models: nested Sequentials with Unflatten, max-pool."""
+    from collect.config import ModelConfig
+    from collect.models import build_model
+
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(5, 12, 12, dtype=torch.float64, generator=g)
+    y = torch.randint(0, 10, (5,), generator=g)
+    for bn in (False, True):
+        model = build_model(ModelConfig(arch="lenet5", batch_norm=bn), (12, 12), 10, seed=0).double().eval()
+        fast, _ = exact_per_sample_trace(model, x, y, structured=True)
+        slow, _ = exact_per_sample_trace(model, x, y, structured=False)
+        torch.testing.assert_close(fast, slow, rtol=1e-10, atol=1e-14)
+
+    class Wrapped(nn.Module):  # not a plain Sequential: only the generic path applies
+        def __init__(self) -> None:
+            super().__init__()
+            self.body = relu_net()
+
+        def forward(self, inp: torch.Tensor) -> torch.Tensor:
+            return self.body(inp)
+
+    xv, yv = vector_data(3)
+    with pytest.raises(ValueError, match="plain nn.Sequential"):
+        exact_per_sample_trace(Wrapped().eval(), xv, yv, structured=True)
+    wrapped, _ = exact_per_sample_trace(Wrapped().eval(), xv, yv)
+    torch.testing.assert_close(wrapped, exact_per_sample_trace(relu_net(), xv, yv)[0])

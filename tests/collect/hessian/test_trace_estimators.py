@@ -8,11 +8,20 @@ import math
 import numpy as np
 import pytest
 import torch
-from tests.collect.hessian.tiny_nets import single_thread, F64, NETS, cached_hessian, cpu_generator, vector_data
 
 from collect.hessian.operator import ChunkedLoss
 from collect.hessian.trace import hutchinson_frobenius, hutchinson_trace, hutchpp_trace, sequential_mean
 from collect.losses import cross_entropy
+from tests.collect.hessian.tiny_nets import (  # noqa: F401 (single_thread is an autouse fixture)
+    F64,
+    NETS,
+    cached_hessian,
+    cpu_generator,
+    single_thread,
+    vector_data,
+)
+
+BUDGET = dict(rel_se=0.05, max_probes=2000, block=32)
 
 
 @pytest.mark.parametrize("net", sorted(NETS))
@@ -31,10 +40,10 @@ def test_trace_and_frobenius_on_tiny_networks(net):
     true_trace = float(torch.trace(hess))
     true_frob = float(torch.linalg.norm(hess))
     for estimator in (hutchinson_trace, hutchpp_trace):
-        est = estimator(loss.hvp_batch, loss.dim, generator=cpu_generator(3), rel_se=0.05, max_probes=2000, block=32, **F64)
+        est = estimator(loss.hvp_batch, loss.dim, generator=cpu_generator(3), **BUDGET, **F64)
         assert est.converged and est.std_error <= 0.05 * abs(est.value)
         assert abs(est.value - true_trace) <= 4 * est.std_error
-    frob = hutchinson_frobenius(loss.hvp_batch, loss.dim, generator=cpu_generator(4), rel_se=0.05, max_probes=2000, block=32, **F64)
+    frob = hutchinson_frobenius(loss.hvp_batch, loss.dim, generator=cpu_generator(4), **BUDGET, **F64)
     assert frob.converged
     assert abs(frob.value - true_frob) <= 4 * frob.std_error
 
@@ -83,7 +92,10 @@ def test_standard_error_covers_the_true_trace_at_the_nominal_rate(estimator, ada
     """
     hess = cached_hessian("relu")
     true_trace = float(torch.trace(hess))
-    budget = dict(rel_se=0.1, min_probes=20, max_probes=2000) if adaptive else dict(rel_se=0.0, min_probes=50, max_probes=50)
+    if adaptive:
+        budget = dict(rel_se=0.1, min_probes=20, max_probes=2000)
+    else:
+        budget = dict(rel_se=0.0, min_probes=50, max_probes=50)
     hits1 = hits2 = 0
     reps = 400
     for seed in range(reps):

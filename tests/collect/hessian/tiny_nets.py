@@ -1,4 +1,5 @@
-"""Shared by the tests of collect.hessian: tiny float64 networks (a few hundred parameters) and their dense Hessians, the ground truth of these tests.
+"""Tiny float64 networks (a few hundred parameters) and their dense Hessians: the ground truth of the curvature
+tests (tests/collect/hessian, tests/collect/measures/test_curvature.py, tests/collect/test_transforms.py).
 
 The dense Hessian comes from ``torch.autograd.functional.hessian`` on a plain closure of the flat parameter vector,
 independent of the chunked, vmapped code under test.

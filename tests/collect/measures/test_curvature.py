@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
-from collect.config import MeasureSpec, RunConfig, SpecError
+from collect.config import MeasureSpec, RunConfig, SpecError, TransformConfig
 from collect.losses import get_loss
 from collect.measures import curvature
 from collect.measures.context import MeasureContext, MeasureSkipped
@@ -27,7 +29,7 @@ NETS = {"relu": relu_net, "bn": bn_net, "tanh": tanh_net}
 FAST = dict(rel_se=0.05, max_probes=2000)  # random-init Hessians: 5 % takes a few hundred probes
 
 
-def ctx_for(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, loss: str = "cross_entropy", next_iterate=None, seed=0):
+def ctx_for(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, loss="cross_entropy", next_iterate=None, seed=0):
     return MeasureContext(
         model=model, config=RunConfig(loss=loss), x_train=x, y_train=y, x_test=x, y_test=y,
         is_attack=torch.zeros(len(y), dtype=torch.bool), num_classes=int(y.max()) + 1, loss_fn=get_loss(loss),
@@ -107,7 +109,8 @@ def test_between_iterates_is_the_max_over_the_segment():
     params = {k: v.detach().clone() for k, v in model.named_parameters()}
     step = {k: 0.3 * torch.randn(v.shape, dtype=v.dtype, generator=g) for k, v in params.items()}
     nxt = {k: params[k] + step[k] for k in params}
-    res = run("lambda_max_between_iterates", ctx_for(model, x, y, next_iterate=lambda: nxt), n_points=3, tol=1e-6, max_iter=203)
+    ctx = ctx_for(model, x, y, next_iterate=lambda: nxt)
+    res = run("lambda_max_between_iterates", ctx, n_points=3, tol=1e-6, max_iter=203)
     dense = []
     for t in (0.0, 0.5, 1.0):
         probe = bn_net()
@@ -117,8 +120,12 @@ def test_between_iterates_is_the_max_over_the_segment():
         dense.append(float(torch.linalg.eigvalsh(dense_hessian(probe, get_loss("cross_entropy"), x, y))[-1]))
     assert res.values["lambda_max_between_iterates"] == pytest.approx(max(dense), rel=1e-6)
     assert res.values["lambda_max_between_iterates_at"] == (0.0, 0.5, 1.0)[int(np.argmax(dense))]
-    with pytest.raises(MeasureSkipped):
+    with pytest.raises(MeasureSkipped, match="next training iterate"):
         run("lambda_max_between_iterates", ctx_for(model, x, y))
+    # A reparametrised run: the next iterate is a step of the untransformed model, so the segment is meaningless.
+    scaled = replace(ctx, config=RunConfig(transform=TransformConfig(alpha_scale=2.0)))
+    with pytest.raises(MeasureSkipped, match="reparametrised"):
+        run("lambda_max_between_iterates", scaled)
 
 
 def test_per_sample_trace_on_the_affine_model_recovers_aceht_exactly():
@@ -139,7 +146,7 @@ def test_per_sample_trace_on_the_affine_model_recovers_aceht_exactly():
     assert -1 <= res.values["per_sample_r_margin_bound"] <= 1
     assert res.values["per_sample_n_correct"] == float(cols["correct"].sum()) > 3
     assert res.values["per_sample_trace_mean_se"] == 0.0
-    assert res.info["per_sample_trace.method"] == "exact"
+    assert res.info["method"] == "exact"
     # The mean of the per-sample traces is the trace of the mean loss on the same points.
     idx = torch.randperm(60, generator=torch.Generator().manual_seed(0))[:50]
     hess = dense_hessian(model, get_loss("cross_entropy"), x[idx], y[idx])
@@ -149,8 +156,8 @@ def test_per_sample_trace_on_the_affine_model_recovers_aceht_exactly():
 def test_per_sample_trace_falls_back_to_hutchinson_on_tanh():
     x, y = vector_data(8)
     res = run("per_sample_trace", ctx_for(tanh_net(), x, y), n_points=8, n_probes=16)
-    assert res.info["per_sample_trace.method"].startswith("hutchinson")
-    assert "Tanh" in res.info["per_sample_trace.why_not_exact"]
+    assert res.info["method"].startswith("hutchinson")
+    assert "Tanh" in res.info["why_not_exact"]
     assert (res.per_sample["trace_se"] > 0).all()
     with pytest.raises(SpecError, match="does not apply"):
         run("per_sample_trace", ctx_for(tanh_net(), x, y), method="exact")

@@ -112,7 +112,7 @@ def test_non_binary_task_is_skipped_with_a_reason():
     with pytest.raises(MeasureSkipped, match="data.binary"):
         log_volume(dataclasses.replace(ctx, num_classes=10))
     m = get_measure("log_volume")
-    assert m.binary_only and m.directions == {"log_volume": -1, "log_volume_per_point": -1, "pac_bayes_bound": 1}
+    assert m.binary_only and m.directions == {"log_volume": -1, "log_volume_per_point": -1, "pac_bayes_bound": 1, "log_volume_sampled": -1}
 
 
 @pytest.mark.parametrize("cfg", [ModelConfig(arch="lenet5"), ModelConfig(arch="fcn_bn", width=16), ModelConfig(arch="fcn", activation="tanh", width=16)])
@@ -125,6 +125,31 @@ def test_other_architectures_use_the_empirical_kernel(cfg):
     assert result.info["kernel"] == "empirical" and result.info["mc_samples"] == "3"
     assert math.isfinite(result.values["log_volume"]) and result.values["log_volume"] < 0
     assert log_volume(ctx).info["mc_samples"] == "2"  # default M = 0.1 (|S| + |E|), rounded up
+
+
+def test_direct_sampling_option_on_the_boolean_system():
+    """On all 128 Boolean inputs the constant function is frequent (P ≈ 0.08 for 2 x 40 ReLU, σ_w = 1, σ_b = 0.1), so
+    its sampled log volume is measurable and agrees with EP within EP's measured bias on this kernel (0.5 nats,
+    see tests/collect/nngp/test_sampling.py) plus 3 sampling standard errors (≈ 0.15 nats at 5,000 samples)."""
+    from collect.boolean import boolean_inputs
+
+    cfg = ModelConfig(arch="fcn", width=40, depth=2, init_sigma_w=1.0, init_sigma_b=0.1)
+    x = torch.tensor(boolean_inputs())
+    model = build_model(cfg, (7,), 2, seed=0).eval()
+    with torch.no_grad():
+        model[-1].bias.copy_(torch.tensor([-50.0, 50.0]))  # every input ↦ class 1: the constant function
+    ctx = make_ctx(cfg, x[:100], torch.ones(100, dtype=torch.long), x[100:], torch.ones(28, dtype=torch.long), model=model)
+    result = log_volume(ctx, direct_samples=5000)
+    v = result.values
+    assert v["log_volume_sampled"] == pytest.approx(math.log(0.084), abs=0.15)
+    assert abs(v["log_volume_sampled"] - v["log_volume"]) <= 0.65
+    assert "5000 samples" in result.info["log_volume_sampled"]
+    rare = log_volume(fitted_ctx(cfg, n_train=20, n_test=10, dim=7), direct_samples=200)
+    assert math.isnan(rare.values["log_volume_sampled"]) and "not among 200" in rare.info["log_volume_sampled"]
+    with pytest.raises(SpecError, match="direct_samples"):
+        log_volume(make_ctx(ModelConfig(arch="lenet5"), torch.randn(4, 1, 8, 8), torch.tensor([0, 1, 0, 1]), torch.randn(2, 1, 8, 8), torch.tensor([0, 1])), direct_samples=10)
+    with pytest.raises(SpecError, match="direct_samples = -1"):
+        log_volume(ctx, direct_samples=-1)
 
 
 def test_prior_sigmas_follow_options_then_model_then_paper():
