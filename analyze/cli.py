@@ -2,7 +2,7 @@
 
 Every subcommand loads the ledger (``--ledger FILE`` or an MLflow experiment, default the most recent one), keeps
 the FINISHED runs, computes one statistics frame and prints it as an aligned table, CSV or JSON (``--format``),
-to stdout or to ``--out``. The JSON layout is stable and documented in ``analyze/JSON_FORMAT.md``.
+to stdout or to ``--out``. The JSON layout is stable and documented in the README ("JSON output of python -m analyze").
 """
 
 from __future__ import annotations
@@ -38,6 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--experiment", help="MLflow experiment name (default: the most recently created one)")
     src.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///data/mlflow.db)")
     src.add_argument("--ledger", type=Path, help="a CSV or Parquet ledger file instead of MLflow")
+    src.add_argument("--where", action="append", default=[], metavar="COLUMN=VALUE",
+                     help="keep only runs with this value, e.g. --where hp.optimizer=adam (repeatable)")
     opts = common.add_argument_group("analysis")
     opts.add_argument("--target", default=DEFAULT_TARGET, help=f"generalization column (default {DEFAULT_TARGET})")
     opts.add_argument("--measures", type=_csv_list, help="comma-separated measure columns (default: all measure.*)")
@@ -122,7 +124,7 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
     from analyze.stats import status_summary
 
     _check_args(args)
-    ledger = load_ledger(tracking_uri=args.tracking_uri, experiment=args.experiment, ledger_path=args.ledger)
+    ledger = select_runs(load_ledger(tracking_uri=args.tracking_uri, experiment=args.experiment, ledger_path=args.ledger), args.where)
     meta = _meta(args, argv, ledger, status_summary(ledger))
     if args.command == "report":
         return _report(args, ledger, meta)
@@ -130,6 +132,22 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
     text = render(frame, args.format, meta, table_columns)
     _emit(text, args.out)
     return 0
+
+
+def select_runs(ledger: pl.DataFrame, where: Sequence[str]) -> pl.DataFrame:
+    """Rows whose ``COLUMN`` equals ``VALUE`` for every ``COLUMN=VALUE`` (compared as text, so 0.1 and "sgd" both work)."""
+    from analyze.stats import StatsError
+
+    for item in where:
+        column, sep, value = item.partition("=")
+        if not sep:
+            raise StatsError(f"--where {item!r}: write COLUMN=VALUE, e.g. --where hp.optimizer=adam")
+        if column not in ledger.columns:
+            raise StatsError(f"--where {item!r}: the ledger has no column {column!r}")
+        ledger = ledger.filter(pl.col(column).cast(pl.Utf8) == value)
+        if ledger.height == 0:
+            raise StatsError(f"--where {item!r}: no run has {column} = {value}")
+    return ledger
 
 
 def _check_args(args: argparse.Namespace) -> None:

@@ -39,7 +39,7 @@ def rank_measures(
 def rank_frame(corr: pl.DataFrame, *, resamples: int = 0, alpha: float = 0.05) -> pl.DataFrame:
     """Add rank and direction columns to a one-target ``correlations`` frame and sort it by |τ|."""
     tau = corr["kendall_tau"].to_numpy().astype(np.float64)
-    abs_tau = np.abs(np.nan_to_num(tau, nan=-1.0))
+    abs_tau = np.where(np.isnan(tau), -1.0, np.abs(tau))  # undefined τ rank last and never push others down
     # competition ranking on |τ|: 1 + number of measures with a strictly larger |τ|
     rank = np.array([1 + int((abs_tau > a).sum()) for a in abs_tau])
     rank_list = [None if np.isnan(t) else int(r) for t, r in zip(tau, rank)]

@@ -110,3 +110,22 @@ def test_flags_reference_override(ledger_csv: Path, capsys: pytest.CaptureFixtur
     assert [(r["flag"], r["group"], r["reference"]) for r in doc["rows"]] == [("sign_reversal", "sgd", "adam")]
     assert main(["flags", "--ledger", str(ledger_csv), "--reference", "optimizer"]) == 2
     assert "AXIS=VALUE" in capsys.readouterr().err
+
+
+def test_where_selects_runs_and_names_bad_columns(tmp_path, capsys):
+    import json as _json
+
+    import polars as pl
+
+    from analyze.cli import main
+
+    path = tmp_path / "ledger.csv"
+    pl.DataFrame(
+        {"hp.optimizer": ["sgd"] * 6 + ["adam"] * 6, "measure.m": list(range(12)), "gen.gap_acc": [float(i % 5) for i in range(12)]}
+    ).write_csv(path)
+    out = tmp_path / "rank.json"
+    assert main(["rank", "--ledger", str(path), "--where", "hp.optimizer=adam", "--resamples", "0", "--format", "json", "--out", str(out)]) == 0
+    doc = _json.loads(out.read_text())
+    assert doc["rows"][0]["n"] == 6
+    assert main(["rank", "--ledger", str(path), "--where", "hp.nope=1"]) == 2
+    assert "no column 'hp.nope'" in capsys.readouterr().err

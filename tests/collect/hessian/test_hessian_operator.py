@@ -80,7 +80,7 @@ def test_base_parameters_move_the_point_without_touching_the_model():
     with torch.no_grad():
         for p, (k, v) in zip(other.parameters(), shifted.items()):
             p.copy_(v)
-    assert loss.value() == pytest.approx(float(cross_entropy(other(x), y)), rel=1e-12)
+    assert loss.value() == pytest.approx(cross_entropy(other(x), y).item(), rel=1e-12)
     for k, v in model.state_dict().items():
         assert torch.equal(v, before[k])
     with pytest.raises(ValueError, match="unknown parameter"):
