@@ -6,7 +6,6 @@ Sources: an MLflow store (the child runs of an experiment) or a CSV/Parquet ledg
 
 from __future__ import annotations
 
-import json
 import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Mapping
@@ -208,13 +207,3 @@ def curves(run_ids: Iterable[str], tracking_uri: str | None = None, keys: Iterab
             for m in client.get_metric_history(run_id, key):
                 rows.append({"run_id": run_id, "metric": key.removeprefix("curve."), "step": m.step, "value": m.value})
     return pl.DataFrame(rows, schema={"run_id": pl.Utf8, "metric": pl.Utf8, "step": pl.Int64, "value": pl.Float64})
-
-
-def export(ledger: pl.DataFrame, path: Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.suffix.lower() == ".parquet":
-        ledger.write_parquet(path)
-    else:
-        ledger.with_columns([pl.col(c).map_elements(json.dumps, return_dtype=pl.Utf8) for c, t in ledger.schema.items() if isinstance(t, pl.List)]).write_csv(path)
-    return path

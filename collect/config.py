@@ -283,12 +283,11 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         tp = eval(tp, vars(typing))  # noqa: S307 - annotations of this module only
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
-        errors = []
         for option in typing.get_args(tp):
             try:
                 return _coerce(value, option, where)
-            except SpecError as exc:
-                errors.append(str(exc))
+            except SpecError:
+                continue
         raise SpecError(f"{where} = {value!r} has the wrong type; expected {_type_name(tp)}")
     if tp is type(None):
         if value is None:

@@ -10,8 +10,8 @@ import os
 import socket
 import time
 import traceback
-from dataclasses import dataclass, field, replace
-from typing import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -138,8 +138,8 @@ def run_one(planned: PlannedRun, target: SweepTarget) -> RunOutcome:
         device = resolve_device(target.device)
         dataset = load_dataset(cfg.data, cfg.data_seed)
         data = to_tensors(dataset, device)
-        _log_dataset(client, run_id, f"{dataset.name}-train", dataset.x_train, dataset.y_train, "training")
-        _log_dataset(client, run_id, f"{dataset.name}-test", dataset.x_test, dataset.y_test, "testing")
+        tracking.log_dataset(client, run_id, f"{dataset.name}-train", dataset.x_train, dataset.y_train, "training")
+        tracking.log_dataset(client, run_id, f"{dataset.name}-test", dataset.x_test, dataset.y_test, "testing")
         model = build_model(cfg.model, dataset.input_shape, dataset.num_classes, cfg.seed).to(device)
         loss_fn = get_loss(cfg.loss)
 
@@ -198,21 +198,6 @@ def run_one(planned: PlannedRun, target: SweepTarget) -> RunOutcome:
         reason = f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=8)}"
         tracking.terminate(client, run_id, "FAILED", reason)
         return RunOutcome(planned.config_hash, run_id, "FAILED", f"{type(exc).__name__}: {exc}", time.perf_counter() - started)
-
-
-def _log_dataset(client, run_id: str, *args) -> None:
-    """``tracking.log_dataset``, tried again when it fails: parallel workers starting together race to register the
-    same dataset (MLflow looks it up, then inserts it; the slower one hits the unique constraint), and the second try
-    links the row the faster one inserted."""
-    from mlflow.exceptions import MlflowException
-
-    for attempt in range(3):
-        try:
-            return tracking.log_dataset(client, run_id, *args)
-        except MlflowException:
-            if attempt == 2:
-                raise
-            time.sleep(0.2 * (attempt + 1))
 
 
 def _options_of(cfg: RunConfig, name: str) -> Mapping:

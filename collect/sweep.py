@@ -9,7 +9,7 @@ from __future__ import annotations
 import copy
 import itertools
 import tomllib
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -143,10 +143,6 @@ def expand(spec: SweepSpec, scale: str | None = None, seeds: list[int] | None = 
             seen.add(cfg.config_hash())
             runs.append(PlannedRun(cfg, label or _intervention_label(combo, resolved_base), dict(combo)))
     return runs
-
-
-def with_overrides(run: PlannedRun, **changes: Any) -> PlannedRun:
-    return replace(run, config=replace(run.config, **changes))
 
 
 def _apply_scale(spec: SweepSpec, scale: str | None) -> dict[str, Any]:

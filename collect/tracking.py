@@ -14,7 +14,6 @@ import time
 from functools import cache
 from pathlib import Path
 from typing import Any, Iterable, Mapping
-from urllib.parse import urlparse
 
 import numpy as np
 import pandas as pd
@@ -48,9 +47,6 @@ def artifact_root(uri: str) -> str | None:
     path = sqlite_path(uri)
     if path is not None:
         return (path.parent.resolve() / "mlartifacts").as_uri()
-    parsed = urlparse(uri)
-    if parsed.scheme in ("", "file"):
-        return None
     return None
 
 
@@ -181,13 +177,26 @@ def log_tags(client: MlflowClient, run_id: str, tags: Mapping[str, Any]) -> None
 
 
 def log_dataset(client: MlflowClient, run_id: str, name: str, features: np.ndarray, targets: np.ndarray, context: str) -> None:
-    """Record a dataset input (name, digest, shape) so ``mlflow ui`` shows what each run trained and tested on."""
+    """Record a dataset input (name, digest, shape) so ``mlflow ui`` shows what each run trained and tested on.
+
+    Tried up to three times: parallel workers starting together race to register the same dataset (MLflow looks it
+    up, then inserts it; the slower one hits the unique constraint), and a second try links the row the faster one
+    inserted.
+    """
     import mlflow.data
     from mlflow.data.code_dataset_source import CodeDatasetSource
+    from mlflow.exceptions import MlflowException
 
     source = CodeDatasetSource({"flatlas.dataset": name})
     ds = mlflow.data.from_numpy(features.reshape(len(features), -1), targets=targets, name=name, source=source)
-    client.log_inputs(run_id, datasets=[DatasetInput(ds._to_mlflow_entity(), tags=[InputTag("mlflow.data.context", context)])])
+    entry = DatasetInput(ds._to_mlflow_entity(), tags=[InputTag("mlflow.data.context", context)])
+    for attempt in range(3):
+        try:
+            return client.log_inputs(run_id, datasets=[entry])
+        except MlflowException:
+            if attempt == 2:
+                raise
+            time.sleep(0.2 * (attempt + 1))
 
 
 def log_artifact_files(client: MlflowClient, run_id: str, files: Mapping[str, Any]) -> None:
