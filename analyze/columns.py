@@ -1,7 +1,8 @@
 """Ledger column conventions (design page): one row per run, prefixed columns.
 
 ``run_id``, ``experiment``, ``seed``, ``status``; ``hp.<name>`` hyperparameters; ``measure.<name>`` measures (raw);
-``gen.<target>`` generalization numbers; ``time.<measure>`` seconds; ``tag.<name>`` free tags.
+``gen.<target>`` generalization numbers; ``diag.<name>`` diagnostics of a measure (standard error, HVP count,
+convergence; never ranked as measures); ``time.<measure>`` seconds; ``tag.<name>`` free tags.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 from typing import Iterable
 
 HP, MEASURE, GEN, TIME, TAG = "hp.", "measure.", "gen.", "time.", "tag."
+DIAG = "diag."
 ID_COLUMNS = ("run_id", "experiment", "seed", "status")
 
 # Sign of "worse generalization" for each target: a larger gap or test loss is worse, a larger test accuracy better.

@@ -38,6 +38,14 @@ class Measure:
     paper: str = ""
     binary_only: bool = False  # skipped with a logged reason on a multi-class task (log volume)
     prefix: str = "measure"  # ledger prefix of its values; "gen" for the generalization numbers
+    # Output keys that are diagnostics of a measure (its standard error, HVP count, residual, convergence flag, the
+    # sigma a bisection found, point counts), not quantities proposed to predict generalization. They go to the
+    # ledger as ``diag.<key>`` and are never ranked, flagged or plotted as measures.
+    diagnostics: frozenset[str] = frozenset()
+
+    def kind(self, key: str) -> str:
+        """'diagnostic' for a declared diagnostic output, else this entry's prefix ('measure' or 'gen')."""
+        return "diagnostic" if key in self.diagnostics else self.prefix
 
     def __call__(self, ctx: object, **options: object) -> object:
         return self.fn(ctx, **options)
@@ -60,6 +68,7 @@ def measure(
     paper: str = "",
     binary_only: bool = False,
     prefix: str = "measure",
+    diagnostics: tuple[str, ...] | frozenset[str] = (),
 ) -> Callable[[Callable[..., object]], Measure]:
     """Decorator turning a function into a ``Measure`` value (collect them in the module's ``MEASURES`` list)."""
 
@@ -72,6 +81,7 @@ def measure(
             paper=paper,
             binary_only=binary_only,
             prefix=prefix,
+            diagnostics=frozenset(diagnostics),
         )
 
     return wrap
@@ -119,3 +129,11 @@ def expected_direction(measure_column: str) -> int:
         if key in m.directions:
             return int(m.directions[key])
     return 0
+
+
+def output_kind(key: str) -> str:
+    """What a registered output key is: 'measure', 'diagnostic' or 'gen'; 'unknown' if no entry declares it."""
+    for m in registry().values():
+        if key in m.directions or key in m.diagnostics:
+            return m.kind(key)
+    return "unknown"
