@@ -2,10 +2,11 @@
 (Jiang et al. 2020, "Fantastic Generalization Measures", §6; the PGDL competition's scoring).
 
 For every ordered pair of runs (a, b): V_μ = sign(μ_a − μ_b) and V_g = sign(g_a − g_b). For a conditioning set S
-of hyperparameter axes, U_S is the pair of values (S-values of a, S-values of b), so a slice holds the pairs whose
-two runs have given values on S. The score of S is I(V_μ; V_g | U_S) / H(V_g | U_S) (bits / bits; both conditional
+of interventions (one ``hp.*`` column each, or a group of columns the spec moves together: its joint level is one
+value, see ``analyze.stats.interventions``), U_S is the pair of values (S-values of a, S-values of b), so a slice
+holds the pairs whose two runs have given values on S. The score of S is I(V_μ; V_g | U_S) / H(V_g | U_S) (bits / bits; both conditional
 quantities are expectations over the slices weighted by their share of pairs), and the measure's score is the
-minimum over every S of ``set_size`` axes (every pair of axes by default; fewer when the ledger has fewer axes).
+minimum over every S of ``set_size`` interventions (every pair by default; fewer when the ledger has fewer).
 1 means the measure orders runs exactly like the gap in every slice; 0 means it carries no information.
 
 Pairs tied in the gap have no V_g and are left out; pairs tied in the measure keep V_μ = 0, a third value, so a
@@ -22,7 +23,8 @@ import numpy as np
 import polars as pl
 
 from analyze.columns import DEFAULT_TARGET
-from analyze.stats._data import StatsError, as_float, finished_runs, group_codes, pick_axes, pick_measures, pick_targets
+from analyze.stats._data import StatsError, as_float, finished_runs, group_codes, pick_measures, pick_targets
+from analyze.stats.interventions import interventions
 from analyze.stats._pairs import PrefixCounter, dense_rank
 
 SCHEMA: dict[str, pl.DataType] = {
@@ -183,12 +185,13 @@ def conditional_mutual_information(
     runs = finished_runs(ledger)
     (target,) = pick_targets(runs, target)
     measure_cols = pick_measures(runs, measures)
-    axis_cols = pick_axes(runs, axes, what="conditional mutual information")
-    if not axis_cols:
+    found = interventions(runs, axes)
+    if not found:
         raise StatsError("conditional mutual information: no hp.* column takes two or more values among the finished runs")
-    size = min(set_size, len(axis_cols))
-    sets = list(itertools.combinations(axis_cols, size))
-    codes = {s: group_codes(runs, list(s)) for s in sets}
+    size = min(set_size, len(found))
+    sets = [tuple(iv.name for iv in s) for s in itertools.combinations(found, size)]
+    codes = {tuple(iv.name for iv in s): group_codes(runs, [a for iv in s for a in iv.axes])
+             for s in itertools.combinations(found, size)}
     g_all = as_float(runs, [target])[:, 0]
     x = as_float(runs, measure_cols)
     rows: list[dict] = []

@@ -1,19 +1,27 @@
 """Break flags: where the measure–generalization relationship changes with an intervention.
 
-For every intervention axis (``hp.*`` columns with 2–12 values, and ``tag.intervention``) and every value of it,
-the relationship inside that group is compared with the axis's reference value (the baseline: no dropout, no weight
-decay, SGD, small batch, α = 1, …; see ``reference_value``; override with ``references``). The coefficient is
-Spearman's ρ; differences of correlations use Fisher's z with the Fieller–Hartley–Pearson variance 1.06/(n − 3)
-for ρ; shifts of a distribution use the Mann–Whitney U test with the rank-biserial effect size. All p-values of one
-call form one Benjamini–Hochberg family, and flags are raised on adjusted p-values at ``alpha``:
+For every intervention (an ``hp.*`` column, a group of columns the spec moves together — its levels are joint
+values such as "adam, 0.001", see ``analyze.stats.interventions`` — or ``tag.intervention``) with 2–12 levels and
+every level of it, the relationship inside that group is compared with the intervention's reference level (the
+baseline: no dropout, no weight decay, SGD, small batch, α = 1, …; see ``reference_value`` and ``joint_reference``;
+override with ``references``). The coefficient is Spearman's ρ with p from Student's t (n − 2 df, as
+scipy.stats.spearmanr); its CI is tanh(z ± z_{(1+c)/2}·√(1.06/(n − 3))), z = artanh ρ (Fisher's z with the
+Fieller–Hartley–Pearson variance 1.06/(n − 3) for Spearman's ρ); the difference of two groups' ρ is
+Z = (z₁ − z₂)/√(1.06/(n₁ − 3) + 1.06/(n₂ − 3)), two-sided normal p. Shifts of a distribution use the Mann–Whitney U
+test with the rank-biserial effect size 2U/(n₁n₂) − 1.
+
+Each flag is decided on the family of tests that can raise it, Benjamini–Hochberg within that family only
+(``adjust_flag_families``: the difference family for weakening, the reversal family for sign and Simpson
+reversals, the shift family for decoupling), and raised on its adjusted p at ``alpha``:
 
 - ``sign_reversal``: ρ in the group and ρ in the reference are both significant, with opposite signs, and differ.
 - ``weakening``: the reference's ρ is significant and the group's is significantly smaller in magnitude.
-- ``simpson_reversal``: the pooled ρ over the axis's groups and the n-weighted within-group ρ (Fisher-z mean)
-  are both significant and of opposite sign (the pooled trend comes from between-group differences).
+- ``simpson_reversal``: the pooled ρ over the intervention's groups and the n-weighted within-group ρ
+  (z̄ = Σ(n_g − 3)z_g / Σ(n_g − 3), SE √(1.06/Σ(n_g − 3))) are both significant and of opposite sign (the pooled
+  trend comes from between-group differences).
 - ``decoupling``: the measure shifts with the intervention (significant, |effect| ≥ ``decouple_measure_effect``)
-  while generalization does not (p ≥ alpha and |effect| < ``decouple_target_effect``) — paper 004's large-batch
-  learning-rate and dropout results.
+  while generalization does not (raw p ≥ alpha and |effect| < ``decouple_target_effect``) — paper 004's
+  large-batch learning-rate and dropout results.
 - ``too_small``: a group (or its reference) has fewer than ``min_group`` runs; reported, not skipped.
 
 Each row carries its evidence and one sentence a researcher can paste into a paper.
@@ -28,8 +36,9 @@ import numpy as np
 import polars as pl
 from scipy import stats
 
-from analyze.columns import DEFAULT_TARGET, HP
-from analyze.stats._data import StatsError, as_float, finished_runs, pick_measures, pick_targets, require_columns, sign_word
+from analyze.columns import DEFAULT_TARGET
+from analyze.stats._data import StatsError, as_float, finished_runs, pick_measures, pick_targets, sign_word
+from analyze.stats.interventions import Intervention, interventions, level_label
 from analyze.stats.multiple_testing import benjamini_hochberg
 
 MAX_LEVELS = 12
@@ -60,14 +69,6 @@ SCHEMA: dict[str, pl.DataType] = {
 }
 
 
-def _label(v: Any) -> str:
-    if v is None:
-        return "none"
-    if isinstance(v, float) and v.is_integer():
-        return str(int(v)) if v != 0 else "0"
-    return str(v)
-
-
 def reference_value(axis: str, values: Sequence[Any], counts: Sequence[int] | None = None) -> Any:
     """The baseline level of an axis: null ("off"), False, 1 for α/scale axes, 0, the smallest number, a word
     such as "sgd"/"none"/"baseline", else the most common value."""
@@ -91,11 +92,42 @@ def reference_value(axis: str, values: Sequence[Any], counts: Sequence[int] | No
     return sorted(present, key=str)[0]
 
 
-def default_axes(runs: pl.DataFrame) -> list[str]:
-    cols = [c for c in runs.columns if c.startswith(HP) and c != "hp.n_test"]
-    if "tag.intervention" in runs.columns:
-        cols.append("tag.intervention")
-    return [c for c in cols if runs[c].n_unique() >= 2]
+def flag_interventions(runs: pl.DataFrame, group_by: Sequence[str] | None) -> list[Intervention]:
+    """The interventions the flags split runs by: those of ``analyze.stats.interventions`` plus
+    ``tag.intervention`` when it varies (or exactly the ``--group-by`` ones)."""
+    found = interventions(runs, group_by)
+    if group_by is None and "tag.intervention" in runs.columns and runs["tag.intervention"].n_unique() >= 2:
+        found.append(Intervention(("tag.intervention",)))
+    return found
+
+
+def joint_reference(iv: Intervention, runs: pl.DataFrame, references: Mapping[str, Any]) -> str:
+    """The reference level of an intervention: for one column ``reference_value``; for a group, narrow the joint
+    levels column by column (each column's ``reference_value`` among the levels still in), so a zipped
+    (optimizer, lr) group's reference is SGD's level. ``references`` may name a column or the group's name."""
+    raw = runs.select(iv.axes).rows()
+    levels = list(dict.fromkeys(raw))
+    counts = {lv: 0 for lv in levels}
+    for r in raw:
+        counts[r] += 1
+    if iv.name in references and len(iv.axes) > 1:
+        wanted = str(references[iv.name])
+        if wanted not in {", ".join(level_label(v) for v in lv) for lv in levels}:
+            raise StatsError(f"reference {iv.name}={wanted} is not a level of {iv.name}; levels are "
+                             f"{sorted(', '.join(level_label(v) for v in lv) for lv in levels)}")
+        return wanted
+    for k, axis in enumerate(iv.axes):
+        values = list(dict.fromkeys(lv[k] for lv in levels))
+        if axis in references:
+            ref_label = level_label(references[axis]) if not isinstance(references[axis], str) else references[axis]
+            if ref_label not in {level_label(v) for v in values}:
+                raise StatsError(f"reference {axis}={ref_label} is not a value of {axis}; values are "
+                                 f"{sorted(level_label(v) for v in values)}")
+        else:
+            per_value = [sum(counts[lv] for lv in levels if lv[k] == v) for v in values]
+            ref_label = level_label(reference_value(axis, values, per_value))
+        levels = [lv for lv in levels if level_label(lv[k]) == ref_label]
+    return ", ".join(level_label(v) for v in levels[0])
 
 
 @dataclass
@@ -196,30 +228,23 @@ def flag_evidence(
     runs = finished_runs(ledger)
     (target,) = pick_targets(runs, target)
     measure_cols = pick_measures(runs, measures)
-    if group_by is None:
-        axes = default_axes(runs)
-        if not axes:
-            raise StatsError("break flags: no hp.* or tag.intervention column varies among the finished runs; nothing to group by")
-    else:
-        axes = [a if a.startswith((HP, "tag.")) else HP + a for a in group_by]
-        require_columns(runs, axes, "--group-by")
+    found = flag_interventions(runs, group_by)
+    if not found:
+        raise StatsError("break flags: no hp.* or tag.intervention column varies among the finished runs; nothing to group by")
     references = dict(references or {})
     y_all = as_float(runs, [target])[:, 0]
     x_all = as_float(runs, measure_cols)
     records: list[dict] = []
-    for axis in axes:
-        raw = runs[axis].to_list()
-        labels = np.array([_label(v) for v in raw], dtype=object)
-        uniq = list(dict.fromkeys(raw))
+    for iv in found:
+        axis = iv.name
+        labels = iv.levels(runs)
+        uniq = list(dict.fromkeys(labels.tolist()))
         if len(uniq) > MAX_LEVELS:
-            records.append({"kind": "too_many_levels", "axis": axis, "n_levels": len(uniq), "target": target})
+            records.append({"kind": "too_many_levels", "axis": axis, "n_levels": len(uniq), "target": target,
+                            "measures": list(measure_cols)})
             continue
-        counts = [sum(1 for v in raw if v == u) for u in uniq]
-        ref = references.get(axis, reference_value(axis, uniq, counts))
-        ref_label = _label(ref)
-        if ref_label not in set(labels):
-            raise StatsError(f"reference {axis}={ref_label} is not a value of {axis}; values are {sorted(set(labels))}")
-        groups = [_Group(_label(u), labels == _label(u)) for u in uniq]
+        ref_label = joint_reference(iv, runs, references)
+        groups = [_Group(u, labels == u) for u in uniq]
         target_shift: dict[tuple[str, bytes, bytes], tuple[float, float]] = {}
         for k, measure in enumerate(measure_cols):
             ok = np.isfinite(x_all[:, k]) & np.isfinite(y_all)
@@ -229,7 +254,8 @@ def flag_evidence(
             n_ref = int(ref_mask.sum())
             r_ref, p_ref = ranker.spearman(ref_mask)
             base = {"measure": measure, "target": target, "axis": axis, "reference": ref_label, "n_reference": n_ref,
-                    "r_reference": r_ref, "p_reference": p_ref, "ci_reference": _ci(r_ref, n_ref, confidence)}
+                    "r_reference": r_ref, "p_reference": p_ref, "ci_reference": _ci(r_ref, n_ref, confidence),
+                    "reference_where": iv.where(ref_label)}
             within = []
             for grp in groups:
                 mask = ok & grp.mask
@@ -239,7 +265,7 @@ def flag_evidence(
                     within.append((n, r_g))
                 if grp.label == ref_label:
                     continue
-                rec = {**base, "kind": "comparison", "group": grp.label, "n_group": n}
+                rec = {**base, "kind": "comparison", "group": grp.label, "n_group": n, "group_where": iv.where(grp.label)}
                 if n < min_group or n_ref < min_group:
                     rec["kind"] = "too_small"
                     records.append(rec)
@@ -286,7 +312,21 @@ def break_flags(
         ledger, target=target, measures=measures, group_by=group_by, min_group=min_group,
         confidence=confidence, references=references,
     )
-    _adjust(records)
+    return decide_flags(records, alpha=alpha, min_group=min_group, confidence=confidence,
+                        decouple_measure_effect=decouple_measure_effect, decouple_target_effect=decouple_target_effect)
+
+
+def decide_flags(
+    records: list[dict],
+    *,
+    alpha: float = 0.05,
+    min_group: int = 8,
+    confidence: float = 0.95,
+    decouple_measure_effect: float = 0.5,
+    decouple_target_effect: float = 0.2,
+) -> pl.DataFrame:
+    """Adjust ``flag_evidence`` records family by family (in place) and return the flags frame."""
+    adjust_flag_families(records, decouple_measure_effect, decouple_target_effect)
     rows: list[dict] = []
     pct = f"{confidence * 100:g}%"
     for rec in records:
@@ -294,83 +334,123 @@ def break_flags(
         if kind == "too_many_levels":
             rows.append(_row("too_small", {"measure": "*", "target": rec["target"], "axis": rec["axis"], "group": "*",
                                            "reference": "", "n_group": None, "n_reference": None},
-                             sentence=f"{rec['axis']} has {rec['n_levels']} distinct values; bin it into at most {MAX_LEVELS} "
+                             sentence=f"{rec['axis']} has {rec['n_levels']} distinct levels; bin it into at most {MAX_LEVELS} "
                                       "groups to test where the relationship breaks."))
         elif kind == "too_small":
             rows.append(_row("too_small", rec, sentence=(
-                f"{rec['axis']}={rec['group']} has {rec['n_group']} finished run(s) with both {rec['measure']} and "
-                f"{rec['target']} (reference {rec['axis']}={rec['reference']}: {rec['n_reference']}); at least {min_group} "
+                f"{rec['group_where']} has {rec['n_group']} finished run(s) with both {rec['measure']} and "
+                f"{rec['target']} (reference {rec['reference_where']}: {rec['n_reference']}); at least {min_group} "
                 "are needed in each group, so this relationship was not tested.")))
         elif kind == "comparison":
-            rows.extend(_comparison_flags(rec, alpha, pct, decouple_measure_effect, decouple_target_effect))
-        elif kind == "simpson":
-            if (rec["p_pooled_adj"] < alpha and rec["p_within_adj"] < alpha
-                    and np.sign(rec["r_pooled"]) * np.sign(rec["r_within"]) < 0):
-                lo, hi = rec["ci_pooled"]
-                rows.append(_row("simpson_reversal", {**rec, "group": "(within groups)", "reference": "(pooled)",
-                                                      "n_reference": rec["n_pooled"]},
-                                 r_group=rec["r_within"], r_reference=rec["r_pooled"], ci_reference=(lo, hi),
-                                 test="stratified_fisher_z", p_value=rec["p_within"], p_adj=max(rec["p_within_adj"], rec["p_pooled_adj"]),
-                                 sentence=(
-                    f"Across {rec['axis']} groups, {rec['measure']} correlates {sign_word(rec['r_pooled'])}ly with "
-                    f"{rec['target']} when runs are pooled (Spearman ρ = {rec['r_pooled']:.2f}, {pct} CI [{lo:.2f}, {hi:.2f}], "
-                    f"n = {rec['n_pooled']}) but {sign_word(rec['r_within'])}ly within each group (n-weighted ρ = "
-                    f"{rec['r_within']:.2f} over {rec['n_groups']} groups, BH-adjusted p {_p(rec['p_within_adj'])}): a "
-                    f"Simpson reversal, so the pooled trend reflects differences between {rec['axis']} groups.")))
+            rows.extend(_comparison_flags(rec, alpha, pct, decouple_target_effect))
+        elif kind == "simpson" and rec["p_simpson_adj"] < alpha:
+            lo, hi = rec["ci_pooled"]
+            rows.append(_row("simpson_reversal", {**rec, "group": "(within groups)", "reference": "(pooled)",
+                                                  "n_reference": rec["n_pooled"]},
+                             r_group=rec["r_within"], r_reference=rec["r_pooled"], ci_reference=(lo, hi),
+                             test="stratified_fisher_z", p_value=rec["p_simpson"], p_adj=rec["p_simpson_adj"],
+                             sentence=(
+                f"Across {rec['axis']} groups, {rec['measure']} correlates {sign_word(rec['r_pooled'])}ly with "
+                f"{rec['target']} when runs are pooled (Spearman ρ = {rec['r_pooled']:.2f}, {pct} CI [{lo:.2f}, {hi:.2f}], "
+                f"n = {rec['n_pooled']}) but {sign_word(rec['r_within'])}ly within each group (n-weighted ρ = "
+                f"{rec['r_within']:.2f} over {rec['n_groups']} groups; reversal test BH-adjusted p {_p(rec['p_simpson_adj'])}): "
+                f"a Simpson reversal, so the pooled trend reflects differences between {rec['axis']} groups.")))
     return pl.DataFrame(rows, schema=SCHEMA, orient="row") if rows else pl.DataFrame(schema=SCHEMA)
 
 
-def _adjust(records: list[dict]) -> None:
-    """One BH family over every p-value the flags rest on (reference correlations counted once per measure × axis)."""
-    keys: list[tuple[int, str]] = []
-    seen_ref: dict[tuple[str, str], int] = {}
+FAMILIES = ("difference", "reversal", "shift")
+
+
+def adjust_flag_families(records: list[dict], decouple_measure_effect: float = 0.5, decouple_target_effect: float = 0.2) -> None:
+    """Each flag is decided on the family of tests that can raise it, Benjamini–Hochberg within that family only.
+
+    Every test is an intersection–union test (Berger 1982: the largest of its component p-values, each two-sided)
+    whose p-value is set to 1 when the estimates point the other way, so a family holds only tests of its flag:
+
+    - difference (``weakening``): p = max(p_diff, p_reference) when |ρ_group| < |ρ_reference|, else 1;
+    - reversal (``sign_reversal`` and ``simpson_reversal``): p = max(p_group, p_reference, p_diff) when ρ_group and
+      ρ_reference have opposite signs, else 1; Simpson: p = max(p_pooled, p_within) when the pooled and the
+      within-group ρ have opposite signs, else 1;
+    - shift (``decoupling``): p = p_measure_shift when |measure shift| ≥ ``decouple_measure_effect`` and the
+      target's shift is below ``decouple_target_effect``, else 1 (the flag also needs the target's raw p ≥ alpha).
+
+    Adds ``p_weakening``/``p_reversal``/``p_decoupling``/``p_simpson`` and their ``_adj`` twins to the records.
+    """
+    family: dict[str, list[tuple[int, str]]] = {f: [] for f in FAMILIES}
     for i, rec in enumerate(records):
         if rec["kind"] == "comparison":
-            keys += [(i, "p_group"), (i, "p_diff"), (i, "p_measure_shift")]
-            ref_key = (rec["measure"], rec["axis"])
-            if ref_key not in seen_ref:
-                seen_ref[ref_key] = i
-                keys.append((i, "p_reference"))
+            r_g, r_r = rec["r_group"], rec["r_reference"]
+            finite = np.isfinite(r_g) and np.isfinite(r_r)
+            rec["p_weakening"] = max(rec["p_diff"], rec["p_reference"]) if finite and abs(r_g) < abs(r_r) else 1.0
+            rec["p_reversal"] = (max(rec["p_group"], rec["p_reference"], rec["p_diff"])
+                                 if finite and np.sign(r_g) * np.sign(r_r) < 0 else 1.0)
+            rec["p_decoupling"] = (rec["p_measure_shift"] if abs(rec["measure_shift"]) >= decouple_measure_effect
+                                   and abs(rec["target_shift"]) < decouple_target_effect else 1.0)
+            family["difference"].append((i, "p_weakening"))
+            family["reversal"].append((i, "p_reversal"))
+            family["shift"].append((i, "p_decoupling"))
         elif rec["kind"] == "simpson":
-            keys += [(i, "p_pooled"), (i, "p_within")]
-    adjusted = benjamini_hochberg(np.array([records[i][k] for i, k in keys], dtype=np.float64))
-    for (i, k), v in zip(keys, adjusted):
-        records[i][f"{k}_adj"] = 1.0 if np.isnan(v) else float(v)
-    for rec in records:
-        if rec["kind"] == "comparison":
-            rec["p_reference_adj"] = records[seen_ref[(rec["measure"], rec["axis"])]]["p_reference_adj"]
+            opposite = np.sign(rec["r_pooled"]) * np.sign(rec["r_within"]) < 0
+            rec["p_simpson"] = max(rec["p_pooled"], rec["p_within"]) if opposite else 1.0
+            family["reversal"].append((i, "p_simpson"))
+    for keys in family.values():
+        adjusted = benjamini_hochberg(np.array([records[i][k] for i, k in keys], dtype=np.float64))
+        for (i, k), v in zip(keys, adjusted):
+            records[i][f"{k}_adj"] = 1.0 if np.isnan(v) else float(v)
 
 
-def _comparison_flags(rec: dict, alpha: float, pct: str, m_effect: float, t_effect: float) -> list[dict]:
+def _comparison_flags(rec: dict, alpha: float, pct: str, t_effect: float) -> list[dict]:
     out = []
     r_g, r_r = rec["r_group"], rec["r_reference"]
     (lo, hi), (rlo, rhi) = rec["ci_group"], rec["ci_reference"]
-    where = f"Within {rec['axis']}={rec['group']} (n = {rec['n_group']})"
-    ref = f"{rec['axis']}={rec['reference']} (ρ = {r_r:.2f}, {pct} CI [{rlo:.2f}, {rhi:.2f}], n = {rec['n_reference']})"
-    reversal = (
-        rec["p_group_adj"] < alpha and rec["p_reference_adj"] < alpha and rec["p_diff_adj"] < alpha
-        and np.sign(r_g) * np.sign(r_r) < 0
-    )
-    if reversal:
-        out.append(_row("sign_reversal", rec, test="fisher_z", p_value=rec["p_diff"], p_adj=rec["p_diff_adj"], sentence=(
+    where = f"Within {rec['group_where']} (n = {rec['n_group']})"
+    ref = f"{rec['reference_where']} (ρ = {r_r:.2f}, {pct} CI [{rlo:.2f}, {rhi:.2f}], n = {rec['n_reference']})"
+    if rec["p_reversal_adj"] < alpha:
+        out.append(_row("sign_reversal", rec, test="fisher_z", p_value=rec["p_reversal"], p_adj=rec["p_reversal_adj"], sentence=(
             f"{where}, {rec['measure']} correlates {sign_word(r_g)}ly with {rec['target']} (Spearman ρ = {r_g:.2f}, "
-            f"{pct} CI [{lo:.2f}, {hi:.2f}]), the reverse of the reference {ref}; Fisher z test of the difference, "
-            f"BH-adjusted p {_p(rec['p_diff_adj'])}.")))
-    elif rec["p_reference_adj"] < alpha and rec["p_diff_adj"] < alpha and abs(r_g) < abs(r_r):
-        out.append(_row("weakening", rec, test="fisher_z", p_value=rec["p_diff"], p_adj=rec["p_diff_adj"], sentence=(
+            f"{pct} CI [{lo:.2f}, {hi:.2f}]), the reverse of the reference {ref}; reversal test (both ρ and their "
+            f"Fisher-z difference significant), BH-adjusted p {_p(rec['p_reversal_adj'])}.")))
+    elif rec["p_weakening_adj"] < alpha:
+        out.append(_row("weakening", rec, test="fisher_z", p_value=rec["p_weakening"], p_adj=rec["p_weakening_adj"], sentence=(
             f"{where}, the correlation of {rec['measure']} with {rec['target']} weakens to Spearman ρ = {r_g:.2f} "
             f"({pct} CI [{lo:.2f}, {hi:.2f}]) from the reference {ref}; Fisher z test of the difference, "
-            f"BH-adjusted p {_p(rec['p_diff_adj'])}.")))
-    if (rec["p_measure_shift_adj"] < alpha and abs(rec["measure_shift"]) >= m_effect
-            and rec["p_target_shift"] >= alpha and abs(rec["target_shift"]) < t_effect):
-        out.append(_row("decoupling", rec, test="mann_whitney", effect=rec["measure_shift"], p_value=rec["p_measure_shift"],
-                        p_adj=rec["p_measure_shift_adj"], sentence=(
-            f"Changing {rec['axis']} from {rec['reference']} to {rec['group']} shifts {rec['measure']} (rank-biserial "
-            f"effect {rec['measure_shift']:+.2f}, Mann–Whitney BH-adjusted p {_p(rec['p_measure_shift_adj'])}) while "
+            f"BH-adjusted p {_p(rec['p_weakening_adj'])}.")))
+    if rec["p_decoupling_adj"] < alpha and rec["p_target_shift"] >= alpha:
+        out.append(_row("decoupling", rec, test="mann_whitney", effect=rec["measure_shift"], p_value=rec["p_decoupling"],
+                        p_adj=rec["p_decoupling_adj"], sentence=(
+            f"Changing {rec['reference_where']} to {rec['group_where']} shifts {rec['measure']} (rank-biserial "
+            f"effect {rec['measure_shift']:+.2f}, Mann–Whitney BH-adjusted p {_p(rec['p_decoupling_adj'])}) while "
             f"{rec['target']} does not move (effect {rec['target_shift']:+.2f}, p {_p(rec['p_target_shift'])}; "
             f"n = {rec['n_group']} vs {rec['n_reference']}): along this intervention {rec['measure']} is decoupled "
             "from generalization.")))
     return out
+
+
+def flag_coverage(records: list[dict]) -> pl.DataFrame:
+    """How many relationships (measure × intervention) the flags tested and how many they could not, per intervention.
+
+    A relationship is tested when at least one of its groups was compared with the reference; "No break was
+    flagged" is a finding only for tested ones.
+    """
+    status: dict[tuple[str, str], bool] = {}
+    for rec in records:
+        if rec["kind"] == "too_many_levels":
+            for m in rec["measures"]:
+                status.setdefault((rec["axis"], m), False)
+        elif rec["kind"] in ("comparison", "too_small"):
+            key = (rec["axis"], rec["measure"])
+            status[key] = status.get(key, False) or rec["kind"] == "comparison"
+    axes = list(dict.fromkeys(a for a, _ in status))
+    rows = [{"axis": a, "n_relationships": sum(1 for (b, _), _t in status.items() if b == a),
+             "n_tested": sum(1 for (b, _), t in status.items() if b == a and t),
+             "n_untestable": sum(1 for (b, _), t in status.items() if b == a and not t)} for a in axes]
+    schema = {"axis": pl.Utf8, "n_relationships": pl.Int64, "n_tested": pl.Int64, "n_untestable": pl.Int64}
+    return pl.DataFrame(rows, schema=schema, orient="row") if rows else pl.DataFrame(schema=schema)
+
+
+def tested_relationships(records: list[dict]) -> set[tuple[str, str]]:
+    """(axis, measure) pairs with at least one comparison tested."""
+    return {(r["axis"], r["measure"]) for r in records if r["kind"] == "comparison"}
 
 
 def _row(flag: str, rec: Mapping[str, Any], *, sentence: str, r_group: float | None = None, r_reference: float | None = None,

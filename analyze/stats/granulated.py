@@ -1,10 +1,15 @@
 """Granulated Kendall coefficient Ψ (Jiang et al. 2020, "Fantastic Generalization Measures", eq. 4–5).
 
-For hyperparameter axis i, a *cell* is a set of configurations that agree on every other ``hp.*`` column, so only
-axis i varies inside it. ψ_i is the mean over cells of Kendall's τ-b between measure and target inside the cell;
-Ψ = the mean of ψ_i over the axes. Seeds are averaged within a configuration first (``average_seeds``), as in the
-paper, so a cell holds one point per value of axis i. A cell whose measure or target is constant has no τ; it is
-counted in ``n_cells_undefined`` and left out of the mean.
+For intervention i (one ``hp.*`` column, or a group of columns the spec moves together, see
+``analyze.stats.interventions``), a *cell* is a set of configurations that agree on every other ``hp.*`` column, so
+only intervention i varies inside it (a zipped group varies through its joint level). ψ_i is the mean over cells of
+Kendall's τ-b between measure and target inside the cell; Ψ = the mean of ψ_i over the interventions. Seeds are
+averaged within a configuration first (``average_seeds``), as in the paper, so a cell holds one point per level.
+
+No statistic from too few runs: a cell needs at least ``min_configs`` configurations (default 3; τ of 2 points is
+always ±1). Cells with fewer are counted in ``n_cells_small`` and left out; when no cell is left, ψ is null with
+the note "not enough runs". A cell whose measure or target is constant has no τ; it is counted in
+``n_cells_undefined`` and left out of the mean.
 """
 
 from __future__ import annotations
@@ -15,10 +20,12 @@ import numpy as np
 import polars as pl
 
 from analyze.columns import DEFAULT_TARGET
-from analyze.stats._data import StatsError, all_hp_columns, finished_runs, group_codes, pick_axes, pick_measures, pick_targets
+from analyze.stats._data import StatsError, all_hp_columns, finished_runs, group_codes, pick_measures, pick_targets
 from analyze.stats._pairs import pair_counts, tau_b_from_counts
+from analyze.stats.interventions import interventions
 
 ALL = "ALL"
+MIN_CONFIGS = 3
 SCHEMA: dict[str, pl.DataType] = {
     "measure": pl.Utf8,
     "target": pl.Utf8,
@@ -26,6 +33,7 @@ SCHEMA: dict[str, pl.DataType] = {
     "psi": pl.Float64,
     "n_cells": pl.Int64,
     "n_cells_undefined": pl.Int64,
+    "n_cells_small": pl.Int64,
     "n_points": pl.Int64,
     "note": pl.Utf8,
 }
@@ -74,15 +82,21 @@ def granulated_kendall(
     measures: Sequence[str] | None = None,
     axes: Sequence[str] | None = None,
     average_seeds: bool = True,
+    min_configs: int = MIN_CONFIGS,
 ) -> pl.DataFrame:
-    """ψ per axis and Ψ (axis ``"ALL"``) for each measure, with the number of cells each mean is over."""
+    """ψ per intervention and Ψ (axis ``"ALL"``) for each measure, with the number of cells each mean is over.
+
+    ``axis`` is the intervention's column, or its columns joined by "+" for a group (``Intervention.name``).
+    """
+    if min_configs < 2:
+        raise StatsError(f"--min-configs {min_configs}: a cell needs at least 2 configurations for a Kendall τ")
     runs = finished_runs(ledger)
     (target,) = pick_targets(runs, target)
     measure_cols = pick_measures(runs, measures)
-    axis_cols = pick_axes(runs, axes, what="granulated Kendall")
-    config_cols = list(dict.fromkeys(all_hp_columns(runs) + list(axis_cols)))
-    if not axis_cols:
+    found = interventions(runs, axes)
+    if not found:
         raise StatsError("granulated Kendall: no hp.* column takes two or more values among the finished runs")
+    config_cols = list(dict.fromkeys(all_hp_columns(runs) + [a for i in found for a in i.axes]))
     rows: list[dict] = []
     for measure in measure_cols:
         points = runs.select(config_cols + [measure, target]).filter(
@@ -93,27 +107,33 @@ def granulated_kendall(
         x = points[measure].cast(pl.Float64).to_numpy()
         y = points[target].cast(pl.Float64).to_numpy()
         psis = []
-        for axis in axis_cols:
-            codes = group_codes(points, [c for c in config_cols if c != axis])
+        for iv in found:
+            codes = group_codes(points, [c for c in config_cols if c not in iv.axes])
             tau, sizes = grouped_tau_b(codes, x, y)
             varying = sizes >= 2
-            defined = varying & np.isfinite(tau)
+            big = sizes >= min_configs
+            defined = big & np.isfinite(tau)
             psi = float(tau[defined].mean()) if defined.any() else None
             note = None
             if not varying.any():
-                note = f"no two configurations differ only in {axis}; ψ is undefined"
+                note = f"no two configurations differ only in {iv.name}; ψ is undefined"
+            elif not big.any():
+                note = (f"not enough runs: every cell of {iv.name} holds fewer than {min_configs} configurations "
+                        f"(largest: {int(sizes.max())}); add levels of {iv.name} or lower --min-configs")
             elif psi is None:
-                note = f"{measure} or {target} is constant in every cell of {axis}"
+                note = f"{measure} or {target} is constant in every cell of {iv.name}"
             rows.append(
-                {"measure": measure, "target": target, "axis": axis, "psi": psi, "n_cells": int(defined.sum()),
-                 "n_cells_undefined": int((varying & ~defined).sum()), "n_points": int(sizes[varying].sum()), "note": note}
+                {"measure": measure, "target": target, "axis": iv.name, "psi": psi, "n_cells": int(defined.sum()),
+                 "n_cells_undefined": int((big & ~defined).sum()), "n_cells_small": int((varying & ~big).sum()),
+                 "n_points": int(sizes[big].sum()), "note": note}
             )
             if psi is not None:
                 psis.append(psi)
-        axis_rows = rows[-len(axis_cols) :]
+        axis_rows = rows[-len(found) :]
         rows.append(
             {"measure": measure, "target": target, "axis": ALL, "psi": float(np.mean(psis)) if psis else None,
              "n_cells": sum(r["n_cells"] for r in axis_rows), "n_cells_undefined": sum(r["n_cells_undefined"] for r in axis_rows),
-             "n_points": x.size, "note": None if psis else "no axis has a defined ψ"}
+             "n_cells_small": sum(r["n_cells_small"] for r in axis_rows),
+             "n_points": x.size, "note": None if psis else "no intervention has a defined ψ"}
         )
     return pl.DataFrame(rows, schema=SCHEMA, orient="row")

@@ -1,7 +1,8 @@
 """Sign-error over environments (Dziugaite et al. 2020, "In search of robust measures of generalization").
 
-An *environment* is a pair of hyperparameter configurations that differ in exactly one ``hp.*`` column (its
-axis). Every pair of runs (r₁ from one configuration, r₂ from the other, all seeds) scores the sign error
+An *environment* is a pair of hyperparameter configurations that differ in exactly one intervention (its axis:
+one ``hp.*`` column, or a group of columns the spec moves together, see ``analyze.stats.interventions``). Every
+pair of runs (r₁ from one configuration, r₂ from the other, all seeds) scores the sign error
 (1 − sign(Δmeasure)·sign(Δgap))/2: 0 when the measure orders the two runs like the gap, 1 when it reverses them,
 ½ on a tie. Each run pair is weighted by how sure we are that its gap difference is real: with test sets of n
 points, Hoeffding's inequality gives P(the observed order is right) ≥ 1 − 2·exp(−n·Δ²/2) for a gap difference Δ
@@ -10,6 +11,13 @@ between two independent test-set estimates; the weight is that bound squared, sh
 effective sample size (Σw)²/Σw² must reach ``min_ess`` (the paper uses 12) for it to count. Per axis the table
 gives the mean, the 90th percentile and the max (the robust statistic) of the environments' errors, and ``ALL``
 pools the environments of every axis.
+
+An empty row says why, as data: ``reason`` is ``no_environments`` (no two configurations differ only in this
+intervention), ``ess_below_min`` (no environment reaches ``min_ess``; an environment of configurations with s₁ and s₂
+seeds has at most s₁·s₂ run pairs, so ESS ≤ s₁·s₂: one seed gives ESS ≤ 1), or ``within_noise`` (every gap
+difference is within test-set noise, Hoeffding weight 0); ``max_ess`` is the largest ESS reached,
+``seeds_per_config`` the most finished runs of one configuration, and ``fix`` says
+what would fill the row (``--min-ess``, more seeds, larger test sets).
 
 Hoeffding weights need the target to be an accuracy-type fraction in [0, 1] (gap_acc, test_acc, test_err); for
 loss targets the pairs are weighted equally (``weighting`` says which). The test-set size comes from ``hp.n_test``
@@ -24,7 +32,8 @@ import numpy as np
 import polars as pl
 
 from analyze.columns import DEFAULT_TARGET
-from analyze.stats._data import StatsError, all_hp_columns, as_float, finished_runs, group_codes, pick_axes, pick_measures, pick_targets
+from analyze.stats._data import StatsError, all_hp_columns, as_float, finished_runs, group_codes, pick_measures, pick_targets
+from analyze.stats.interventions import interventions
 
 ALL = "ALL"
 HOEFFDING_TARGETS = ("gen.gap_acc", "gen.test_acc", "gen.test_err", "gen.train_acc")
@@ -39,6 +48,10 @@ SCHEMA: dict[str, pl.DataType] = {
     "n_envs_kept": pl.Int64,
     "n_pairs": pl.Int64,
     "weighting": pl.Utf8,
+    "max_ess": pl.Float64,
+    "seeds_per_config": pl.Int64,
+    "reason": pl.Utf8,
+    "fix": pl.Utf8,
     "note": pl.Utf8,
 }
 ENV_SCHEMA: dict[str, pl.DataType] = {
@@ -52,12 +65,14 @@ def hoeffding_weight(delta: np.ndarray, n_test: np.ndarray | int, min_weight: fl
     return np.maximum(prob**2 - min_weight, 0.0)
 
 
-def environment_pairs(runs: pl.DataFrame, axis: str, config_cols: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """All run pairs (i, j) whose configurations differ in ``axis`` only, and an environment id per pair.
-
-    The environment of a pair is its (unordered) pair of configurations.
+def environment_pairs(
+    runs: pl.DataFrame, axis: str | Sequence[str], config_cols: Sequence[str]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """All run pairs (i, j) whose configurations differ in ``axis`` only (a column or an intervention's columns),
+    and an environment id per pair. The environment of a pair is its (unordered) pair of configurations.
     """
-    cell = group_codes(runs, [c for c in config_cols if c != axis])
+    moved = {axis} if isinstance(axis, str) else set(axis)
+    cell = group_codes(runs, [c for c in config_cols if c not in moved])
     config = group_codes(runs, config_cols)
     order = np.lexsort((config, cell))
     sizes = np.bincount(cell[order])
@@ -109,10 +124,11 @@ def sign_error_tables(
     runs = finished_runs(ledger)
     (target,) = pick_targets(runs, target)
     measure_cols = pick_measures(runs, measures)
-    axis_cols = pick_axes(runs, axes, what="sign-error")
-    if not axis_cols:
+    found = interventions(runs, axes)
+    if not found:
         raise StatsError("sign-error: no hp.* column takes two or more values among the finished runs")
-    config_cols = list(dict.fromkeys(all_hp_columns(runs) + list(axis_cols)))
+    axis_cols = [iv.name for iv in found]
+    config_cols = list(dict.fromkeys(all_hp_columns(runs) + [a for iv in found for a in iv.axes]))
     gap = as_float(runs, [target])[:, 0]
     weighting = "uniform"
     n_runs_test = None
@@ -126,7 +142,8 @@ def sign_error_tables(
             )
         weighting = "hoeffding"
     x = as_float(runs, measure_cols)
-    pairs = {axis: environment_pairs(runs, axis, config_cols) for axis in axis_cols}
+    pairs = {iv.name: environment_pairs(runs, iv.axes, config_cols) for iv in found}
+    config = group_codes(runs, config_cols)
     rows: list[dict] = []
     env_rows: list[pl.DataFrame] = [pl.DataFrame(schema=ENV_SCHEMA)]
     for k, measure in enumerate(measure_cols):
@@ -140,16 +157,22 @@ def sign_error_tables(
                 w = hoeffding_weight(gap[i_] - gap[j_], np.minimum(n_runs_test[i_], n_runs_test[j_]), min_weight)
             else:
                 w = np.ones(i_.size)
-            losses, n_envs, ess = _environment_losses(env_, err, w, min_ess)
+            losses, n_envs, ess, max_ess = _environment_losses(env_, err, w, min_ess)
             pooled.append(losses)
             env_rows.append(pl.DataFrame({"measure": [measure] * losses.size, "target": [target] * losses.size,
                                           "axis": [axis] * losses.size, "error": losses, "ess": ess},
                                          schema=ENV_SCHEMA))
-            rows.append(_summary(measure, target, axis, losses, n_envs, int(i_.size), weighting, min_ess))
+            ok_runs = np.isfinite(x[:, k]) & np.isfinite(gap)
+            per_config = int(np.bincount(config[ok_runs]).max(initial=0)) if ok_runs.any() else 0
+            rows.append(_summary(measure, target, axis, losses, n_envs, int(i_.size), weighting, min_ess, max_ess,
+                                 int(w.size and (w > 0).any()), per_config))
+        last = rows[-len(axis_cols) :]
         allv = np.concatenate(pooled) if pooled else np.empty(0)
-        n_all = sum(r["n_envs"] for r in rows[-len(axis_cols) :])
-        n_pairs = sum(r["n_pairs"] for r in rows[-len(axis_cols) :])
-        rows.append(_summary(measure, target, ALL, allv, n_all, n_pairs, weighting, min_ess))
+        n_all = sum(r["n_envs"] for r in last)
+        n_pairs = sum(r["n_pairs"] for r in last)
+        max_all = max((r["max_ess"] for r in last if r["max_ess"] is not None), default=None)
+        rows.append(_summary(measure, target, ALL, allv, n_all, n_pairs, weighting, min_ess, max_all,
+                             int(any(r["reason"] != "within_noise" for r in last if r["n_envs"])), last[0]["seeds_per_config"]))
     return pl.DataFrame(rows, schema=SCHEMA, orient="row"), pl.concat(env_rows)
 
 
@@ -171,10 +194,13 @@ def _test_sizes(runs: pl.DataFrame, n_test: int | None) -> np.ndarray:
     return np.full(runs.height, float(n_test))
 
 
-def _environment_losses(env: np.ndarray, err: np.ndarray, w: np.ndarray, min_ess: float) -> tuple[np.ndarray, int, np.ndarray]:
-    """Weighted sign-error of each environment that passes the effective-sample-size filter; and how many exist."""
+def _environment_losses(
+    env: np.ndarray, err: np.ndarray, w: np.ndarray, min_ess: float
+) -> tuple[np.ndarray, int, np.ndarray, float | None]:
+    """Weighted sign-error of each environment that passes the effective-sample-size filter; how many exist; the
+    largest ESS reached (None without environments)."""
     if env.size == 0:
-        return np.empty(0), 0, np.empty(0)
+        return np.empty(0), 0, np.empty(0), None
     n_env = int(env.max()) + 1
     sw = np.bincount(env, weights=w, minlength=n_env)
     sw2 = np.bincount(env, weights=w * w, minlength=n_env)
@@ -183,19 +209,33 @@ def _environment_losses(env: np.ndarray, err: np.ndarray, w: np.ndarray, min_ess
     with np.errstate(invalid="ignore", divide="ignore"):
         ess = np.where(sw2 > 0, sw * sw / np.where(sw2 > 0, sw2, 1.0), 0.0)
     keep = present & (sw > 0) & (ess >= min_ess - 1e-9)
-    return swe[keep] / sw[keep], int(present.sum()), ess[keep]
+    return swe[keep] / sw[keep], int(present.sum()), ess[keep], float(ess[present].max())
 
 
-def _summary(measure: str, target: str, axis: str, losses: np.ndarray, n_envs: int, n_pairs: int, weighting: str, min_ess: float) -> dict:
-    note = None
+def _summary(measure: str, target: str, axis: str, losses: np.ndarray, n_envs: int, n_pairs: int, weighting: str,
+             min_ess: float, max_ess: float | None, any_weight: int, seeds: int) -> dict:
+    """One summary row; an empty one says why (``reason``) and what would fill it (``fix``)."""
+    note = reason = fix = None
     if n_envs == 0:
+        reason = "no_environments"
         note = f"no two configurations differ only in {axis}" if axis != ALL else "no environments"
+        fix = "run a grid in which configurations differ in one intervention at a time"
+    elif losses.size == 0 and not any_weight:
+        reason = "within_noise"
+        note = (f"every gap difference between the {n_envs} environments' runs is within test-set noise "
+                "(Hoeffding weight 0)")
+        fix = "use larger test sets (hp.n_test) or interventions that move the gap more, or pass --no-hoeffding"
     elif losses.size == 0:
-        note = f"none of the {n_envs} environments reaches an effective sample size of {min_ess:g}; lower --min-ess or add seeds"
+        reason = "ess_below_min"
+        need = int(np.ceil(np.sqrt(min_ess)))
+        note = (f"none of the {n_envs} environments reaches an effective sample size of {min_ess:g} (largest "
+                f"{max_ess:.3g}, with {seeds} seed(s) per configuration: ESS ≤ seeds²)")
+        fix = f"run at least {need} seeds per configuration, or lower --min-ess (to at most {max_ess:.3g})"
     return {
         "measure": measure, "target": target, "axis": axis,
         "mean": float(losses.mean()) if losses.size else None,
         "p90": float(np.percentile(losses, 90)) if losses.size else None,
         "max": float(losses.max()) if losses.size else None,
-        "n_envs": n_envs, "n_envs_kept": int(losses.size), "n_pairs": n_pairs, "weighting": weighting, "note": note,
+        "n_envs": n_envs, "n_envs_kept": int(losses.size), "n_pairs": n_pairs, "weighting": weighting,
+        "max_ess": max_ess, "seeds_per_config": seeds, "reason": reason, "fix": fix, "note": note,
     }

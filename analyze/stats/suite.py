@@ -2,8 +2,9 @@
 
 A statistic that cannot be computed on this ledger (no hp.* columns, no test-set size, too few runs) is left out
 of the frames and explained in the returned notes, never silently dropped. All p-values of all frames except the
-flags form one Benjamini–Hochberg family (``*_p_adj`` columns); the flags carry their own family, on which they
-were decided (``p_adj``).
+flags form one Benjamini–Hochberg family (``*_p_adj`` columns); the flags carry their own families, on which they
+were decided (``p_adj``; ``analyze.stats.flags.adjust_flag_families``). The verdict frames
+(``analyze.stats.verdict``) are built from the rank table and the flags, over measures only.
 """
 
 from __future__ import annotations
@@ -13,16 +14,17 @@ from typing import Callable, Mapping, Sequence
 import polars as pl
 
 from analyze.columns import DEFAULT_TARGET
-from analyze.stats._data import StatsError, finished_runs, pick_targets
+from analyze.stats._data import StatsError, finished_runs, pick_measures, pick_targets
 from analyze.stats.cmi import conditional_mutual_information
 from analyze.stats.correlations import correlations
-from analyze.stats.flags import break_flags, evidence_frame, flag_evidence
+from analyze.stats.flags import decide_flags, evidence_frame, flag_coverage, flag_evidence, flag_interventions, tested_relationships
 from analyze.stats.granulated import granulated_kendall
 from analyze.stats.multiple_testing import adjust_family
 from analyze.stats.partial import partial_correlations, partial_matrix
 from analyze.stats.per_sample import per_sample_correlations
 from analyze.stats.ranking import rank_frame
 from analyze.stats.sign_error import sign_error_tables
+from analyze.stats.verdict import reversal_explanations, untested_reasons, verdict_matrix, verdict_sentences
 
 
 def time_cost(runs: pl.DataFrame) -> pl.DataFrame:
@@ -58,8 +60,10 @@ def report_frames(
     per_sample: Callable[[pl.DataFrame], Mapping[str, pl.DataFrame]] | Mapping[str, pl.DataFrame] | None = None,
 ) -> tuple[dict[str, pl.DataFrame], list[str]]:
     """(frames by name, notes). Names (as ``analyze.report.frames.FRAMES`` reads them): correlations (all targets),
-    rank, partial, partial_matrix, granulated, sign_error, sign_error_envs, cmi, flags, flag_evidence, cost,
-    per_sample (the raw per-sample rows with run_id) and per_sample_corr (their correlations)."""
+    rank, partial, partial_matrix, granulated, sign_error, sign_error_envs, cmi, flags, flag_evidence,
+    flag_coverage (relationships tested vs untestable per intervention), verdict_matrix, reversal_explanations,
+    verdict_sentences, cost, per_sample (the raw per-sample rows with run_id) and per_sample_corr (their
+    correlations)."""
     frames: dict[str, pl.DataFrame] = {}
     notes: list[str] = []
     runs = finished_runs(ledger)
@@ -89,12 +93,17 @@ def report_frames(
     except StatsError as exc:
         notes.append(f"sign_error: {exc}")
     attempt("cmi", lambda: conditional_mutual_information(ledger, target=target, measures=measures, axes=group_by))
-    attempt("flags", lambda: break_flags(ledger, target=target, measures=measures, group_by=group_by, alpha=alpha,
-                                         min_group=min_group, confidence=confidence, references=references))
-    if "flags" in frames:
-        frames["flag_evidence"] = evidence_frame(flag_evidence(
-            ledger, target=target, measures=measures, group_by=group_by, min_group=min_group, confidence=confidence,
-            references=references))
+    records: list[dict] = []
+    try:
+        records = flag_evidence(ledger, target=target, measures=measures, group_by=group_by, min_group=min_group,
+                                confidence=confidence, references=references)
+        frames["flags"] = decide_flags(records, alpha=alpha, min_group=min_group, confidence=confidence)
+        frames["flag_evidence"] = evidence_frame(records)
+        frames["flag_coverage"] = flag_coverage(records)
+    except StatsError as exc:
+        notes.append(f"flags: {exc}")
+    _verdict(frames, notes, runs, records, target=target, measures=measures, group_by=group_by, alpha=alpha,
+             min_group=min_group, confidence=confidence)
     if per_sample is not None:
         try:
             samples = per_sample(runs) if callable(per_sample) else per_sample
@@ -107,6 +116,34 @@ def report_frames(
             attempt("per_sample_corr", lambda: per_sample_correlations(samples))
         elif not any(n.startswith("per_sample") for n in notes):
             notes.append("per_sample: no run has a per-sample artifact (per_sample/per_sample_trace.parquet)")
-    family = {k: v for k, v in frames.items() if k not in ("flags", "flag_evidence", "per_sample")}
+    own = ("flags", "flag_evidence", "flag_coverage", "per_sample", "verdict_matrix", "reversal_explanations",
+           "verdict_sentences")
+    family = {k: v for k, v in frames.items() if k not in own}
     frames.update(adjust_family(family))
     return frames, notes
+
+
+def _verdict(frames: dict[str, pl.DataFrame], notes: list[str], runs: pl.DataFrame, records: list[dict], *, target: str,
+             measures: Sequence[str] | None, group_by: Sequence[str] | None, alpha: float, min_group: int,
+             confidence: float) -> None:
+    """verdict_matrix, reversal_explanations and verdict_sentences from the rank table and the flags."""
+    try:
+        measure_cols = pick_measures(runs, measures)
+        found = flag_interventions(runs, group_by)
+    except StatsError as exc:
+        notes.append(f"verdict: {exc}")
+        return
+    rank = frames.get("rank")
+    tau = dict(zip(rank["measure"], rank["kendall_tau"])) if rank is not None else {}
+    matrix = verdict_matrix(runs, target=target, measures=measure_cols, found=found, flags=frames.get("flags"),
+                            tested=tested_relationships(records), untested_reasons=untested_reasons(records),
+                            tau_pooled=tau, min_group=min_group)
+    explanations = None
+    if rank is not None:
+        explanations = reversal_explanations(runs, target=target, rank=rank, found=found, min_group=min_group,
+                                             confidence=confidence, alpha=alpha)
+        frames["reversal_explanations"] = explanations
+    frames["verdict_matrix"] = matrix
+    why = None if found else "no hyperparameter varies among the finished runs"
+    frames["verdict_sentences"] = verdict_sentences(matrix, rank, explanations, target=target, alpha=alpha,
+                                                    min_group=min_group, no_interventions=why)

@@ -27,7 +27,7 @@ def _ledger() -> pl.DataFrame:
 
 
 def test_worked_example() -> None:
-    out = granulated_kendall(_ledger(), target="gen.gap_acc")
+    out = granulated_kendall(_ledger(), target="gen.gap_acc", min_configs=2)
     psi = dict(zip(out["axis"], out["psi"]))
     assert psi["hp.a"] == pytest.approx(1 / 3, abs=1e-12)
     assert psi["hp.b"] == pytest.approx(0.0, abs=1e-12)
@@ -36,6 +36,17 @@ def test_worked_example() -> None:
     undefined = dict(zip(out["axis"], out["n_cells_undefined"]))
     assert (cells["hp.a"], cells["hp.b"], undefined["hp.b"]) == (2, 2, 1)
     assert "hp.const" not in psi  # a constant hp column is not an axis
+
+
+def test_cells_of_two_configurations_give_no_psi_by_default() -> None:
+    # axis B's cells hold 2 configurations each (τ would be ±1 from 2 points): refused at the default of 3
+    out = granulated_kendall(_ledger(), target="gen.gap_acc")
+    row = out.filter(pl.col("axis") == "hp.b").row(0, named=True)
+    assert row["psi"] is None and row["n_cells"] == 0 and row["n_cells_small"] == 3
+    assert "not enough runs" in row["note"] and "--min-configs" in row["note"]
+    a = out.filter(pl.col("axis") == "hp.a").row(0, named=True)  # cells of 3 configurations are kept
+    assert a["psi"] == pytest.approx(1 / 3, abs=1e-12) and a["n_cells_small"] == 0
+    assert out.filter(pl.col("axis") == "ALL")["psi"][0] == pytest.approx(1 / 3, abs=1e-12)
 
 
 def test_grouped_tau_matches_scipy_per_group() -> None:

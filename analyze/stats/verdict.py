@@ -1,0 +1,316 @@
+"""The verdict: for each measure and each intervention, does its relation to the target hold, weaken or reverse?
+
+Three frames for the top of the report (``suite.report_frames``), built from the statistics already computed:
+
+- ``verdict_matrix`` — one row per (measure, intervention). The verdict is the break flags' decision (so it inherits
+  their error control, ``analyze.stats.flags``): ``reverses`` when a ``sign_reversal`` or ``simpson_reversal`` flag
+  was raised along the intervention, ``weakens`` for ``weakening`` or ``decoupling``, ``holds`` when at least one of
+  its levels was compared with the reference and nothing was flagged, ``not_testable`` when no level could be
+  compared (fewer than ``min_group`` runs, too many levels, no intervention). ``tau_within`` lists Kendall τ-b
+  inside each level (needs ≥ 3 runs; else "not enough runs").
+- ``reversal_explanations`` — one row per measure whose pooled τ has the sign the literature does not expect
+  (rank frame ``direction == "reversed"``). Within each level of each intervention Kendall τ-b is computed with the
+  interval tanh(artanh τ ± z·√(0.437/(n − 4))) (Fieller, Hartley & Pearson 1957's variance of Fisher's z for
+  Kendall's τ) and scipy.stats.kendalltau's p. An intervention *explains* the reversal when in at least one of its
+  levels (≥ ``min_group`` runs) τ takes the expected sign with p·m < alpha, m = the number of levels examined for
+  that measure (Bonferroni); of several, the one with most such levels (then most runs in them) is named.
+- ``verdict_sentences`` — 3 to 6 sentences: which measures predict the target across every intervention, which break
+  and where, why reversals happen, and what could not be tested and what would make it testable.
+
+Measures only: the frames list ``measure.*`` columns (``pick_measures``), never ``diag.*``.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import polars as pl
+from scipy import stats
+
+from analyze.stats._data import as_float, expected_sign, sign_word
+from analyze.stats.interventions import Intervention, short_axis
+from analyze.stats.multiple_testing import benjamini_hochberg
+
+KENDALL_Z_VARIANCE = 0.437  # var(artanh τ) ≈ 0.437/(n − 4) for Kendall's τ (Fieller, Hartley & Pearson 1957)
+MIN_TAU_RUNS = 3
+FAMILIES: dict[str, tuple[str, ...]] = {
+    "margins": ("margins", "normalized_margin"),
+    "norms": ("norms",),
+    "Hessian trace": ("hessian_trace", "per_sample_trace", "hessian_frobenius", "relative_flatness"),
+    "λ_max": ("lambda_max", "lambda_max_between_iterates", "top_eigenvalues", "top_k"),
+    "sharpness": ("sharpness",),
+    "PAC-Bayes": ("pacbayes_flatness", "pacbayes_mag_flatness"),
+    "log volume": ("log_volume",),
+}
+FAMILY_ORDER = (*FAMILIES, "other")
+VERDICTS = ("holds", "weakens", "reverses", "not_testable")
+
+MATRIX_SCHEMA: dict[str, pl.DataType] = {
+    "measure": pl.Utf8, "family": pl.Utf8, "target": pl.Utf8, "intervention": pl.Utf8, "axes": pl.List(pl.Utf8),
+    "axis": pl.Utf8, "verdict": pl.Utf8, "tau_pooled": pl.Float64, "tau_within": pl.Utf8, "n_runs": pl.Int64,
+    "evidence": pl.Utf8, "sort_key": pl.Int64,
+}
+EXPLAIN_SCHEMA: dict[str, pl.DataType] = {
+    "measure": pl.Utf8, "target": pl.Utf8, "tau_pooled": pl.Float64, "ci_low": pl.Float64, "ci_high": pl.Float64,
+    "n": pl.Int64, "explained_by": pl.Utf8, "sentence": pl.Utf8,
+}
+
+
+def short(measure: str) -> str:
+    return measure.removeprefix("measure.")
+
+
+def measure_family(measure: str) -> str:
+    """The family of a ``measure.<key>`` column by the registry entry that declares the key; "other" if none."""
+    entry = _registry_entry(short(measure))
+    return next((f for f, entries in FAMILIES.items() if entry in entries), "other")
+
+
+@lru_cache(maxsize=None)
+def _registry_entry(key: str) -> str | None:
+    try:
+        from collect.measures.registry import registry
+    except Exception:  # torch missing: families unknown, not an error
+        return None
+    for m in registry().values():
+        if key in m.directions or key in getattr(m, "diagnostics", ()):
+            return m.name
+    return None
+
+
+def kendall_ci(tau: float, n: int, confidence: float) -> tuple[float | None, float | None]:
+    """tanh(artanh τ ± z_{(1+c)/2}·√(0.437/(n − 4))); None for n ≤ 4 or undefined τ."""
+    if n <= 4 or not np.isfinite(tau):
+        return None, None
+    z = float(np.arctanh(np.clip(tau, -0.999999, 0.999999)))
+    half = float(stats.norm.ppf(0.5 + confidence / 2) * np.sqrt(KENDALL_Z_VARIANCE / (n - 4)))
+    return float(np.tanh(z - half)), float(np.tanh(z + half))
+
+
+def level_taus(x: np.ndarray, y: np.ndarray, levels: np.ndarray) -> list[dict]:
+    """Kendall τ-b (scipy) of x and y inside each level (complete cases): level, n, tau, p; tau None below 3 runs
+    or when a variable is constant in the level."""
+    ok = np.isfinite(x) & np.isfinite(y)
+    out = []
+    for lv in dict.fromkeys(levels.tolist()):
+        m = ok & (levels == lv)
+        n = int(m.sum())
+        tau = p = None
+        if n >= MIN_TAU_RUNS and np.ptp(x[m]) > 0 and np.ptp(y[m]) > 0:
+            res = stats.kendalltau(x[m], y[m])
+            tau, p = float(res.statistic), float(res.pvalue)
+        out.append({"level": lv, "n": n, "tau": tau, "p": p})
+    return out
+
+
+def _within_text(iv: Intervention, taus: list[dict]) -> str:
+    parts = []
+    for t in taus:
+        name = f"{short_axis(iv.axes[0])} = {t['level']}" if len(iv.axes) == 1 else f"{iv.label} = ({t['level']})"
+        parts.append(f"{name}: τ = {t['tau']:+.2f} (n = {t['n']})" if t["tau"] is not None
+                     else f"{name}: not enough runs (n = {t['n']})" if t["n"] < MIN_TAU_RUNS
+                     else f"{name}: undefined (constant, n = {t['n']})")
+    return "; ".join(parts)
+
+
+def verdict_matrix(
+    runs: pl.DataFrame,
+    *,
+    target: str,
+    measures: Sequence[str],
+    found: Sequence[Intervention],
+    flags: pl.DataFrame | None,
+    tested: set[tuple[str, str]],
+    untested_reasons: Mapping[tuple[str, str], str],
+    tau_pooled: Mapping[str, float | None],
+    min_group: int,
+) -> pl.DataFrame:
+    """One row per (measure, intervention) with its verdict and evidence (module docstring)."""
+    y = as_float(runs, [target])[:, 0]
+    x_all = as_float(runs, list(measures))
+    by_key: dict[tuple[str, str], list[dict]] = {}
+    if flags is not None:
+        for row in flags.filter(pl.col("flag") != "too_small").iter_rows(named=True):
+            by_key.setdefault((row["measure"], row["axis"]), []).append(row)
+    levels = {iv.name: iv.levels(runs) for iv in found}
+    order = sorted(measures, key=lambda m: (FAMILY_ORDER.index(measure_family(m)), -abs(tau_pooled.get(m) or 0.0), m))
+    rows = []
+    for mi, measure in enumerate(measures):
+        x = x_all[:, mi]
+        n_runs = int((np.isfinite(x) & np.isfinite(y)).sum())
+        for ii, iv in enumerate(found):
+            taus = level_taus(x, y, levels[iv.name])
+            raised = by_key.get((measure, iv.name), [])
+            kinds = {r["flag"] for r in raised}
+            if kinds & {"sign_reversal", "simpson_reversal"}:
+                verdict = "reverses"
+                evidence = next(r["sentence"] for r in raised if r["flag"] in ("sign_reversal", "simpson_reversal"))
+            elif kinds:
+                verdict = "weakens"
+                evidence = raised[0]["sentence"]
+            elif (iv.name, measure) in tested:
+                verdict = "holds"
+                evidence = (f"No break flagged along {iv.label} (each level compared with the reference, "
+                            f"Benjamini–Hochberg within each flag family); within levels: {_within_text(iv, taus)}.")
+            else:
+                verdict = "not_testable"
+                reason = untested_reasons.get((iv.name, measure)) or f"no level of {iv.label} has {min_group} runs"
+                evidence = (f"Not testable along {iv.label}: {reason}. Each level and the reference need at least "
+                            f"{min_group} finished runs with {short(measure)}: run more seeds per configuration, "
+                            "a larger scale (e.g. --scale cpu), or lower --min-group.")
+            rows.append({
+                "measure": measure, "family": measure_family(measure), "target": target, "intervention": iv.label,
+                "axes": list(iv.axes), "axis": iv.name, "verdict": verdict, "tau_pooled": tau_pooled.get(measure),
+                "tau_within": _within_text(iv, taus), "n_runs": n_runs, "evidence": evidence,
+                "sort_key": order.index(measure) * max(1, len(found)) + ii,
+            })
+    frame = pl.DataFrame(rows, schema=MATRIX_SCHEMA, orient="row") if rows else pl.DataFrame(schema=MATRIX_SCHEMA)
+    return frame.sort("sort_key")
+
+
+def reversal_explanations(
+    runs: pl.DataFrame,
+    *,
+    target: str,
+    rank: pl.DataFrame,
+    found: Sequence[Intervention],
+    min_group: int,
+    confidence: float = 0.95,
+    alpha: float = 0.05,
+) -> pl.DataFrame:
+    """One row per reversed measure: is the reversal explained by an intervention (module docstring)?"""
+    reversed_rows = rank.filter(pl.col("direction") == "reversed")
+    y = as_float(runs, [target])[:, 0]
+    levels = {iv.name: iv.levels(runs) for iv in found}
+    pct = f"{confidence * 100:g}%"
+    rows = []
+    for r in reversed_rows.iter_rows(named=True):
+        measure, tau = r["measure"], r["kendall_tau"]
+        lo, hi = r.get("kendall_ci_low"), r.get("kendall_ci_high")
+        if lo is None or hi is None:
+            lo, hi = kendall_ci(tau, r["n"], confidence)
+        want = expected_sign(measure, target)
+        x = as_float(runs, [measure])[:, 0]
+        per_iv = {iv.name: [t for t in level_taus(x, y, levels[iv.name]) if t["n"] >= min_group and t["tau"] is not None]
+                  for iv in found}
+        m = sum(len(v) for v in per_iv.values())
+        best: tuple[int, int, Intervention] | None = None
+        for iv in found:
+            support = [t for t in per_iv[iv.name] if np.sign(t["tau"]) == want and t["p"] * m < alpha]
+            if support and (best is None or (len(support), sum(t["n"] for t in support)) > best[:2]):
+                best = (len(support), sum(t["n"] for t in support), iv)
+        ci = f" [{lo:.2f}, {hi:.2f}]" if lo is not None and hi is not None else ""
+        head = (f"{short(measure)} is reversed overall (τ = {tau:+.2f}{ci}, n = {r['n']}; the literature expects a "
+                f"{sign_word(want)} τ with {target})")
+        if best is None:
+            sentence = (f"{head}; unexplained: in no level of any intervention ({m} level(s) with ≥ {min_group} runs "
+                        f"examined) does τ take the expected sign significantly (Bonferroni over the levels).")
+            explained = None
+        else:
+            iv = best[2]
+            parts = []
+            for t in level_taus(x, y, levels[iv.name]):
+                name = iv.where(t["level"]).replace("=", " = ")
+                if t["tau"] is None:
+                    parts.append(f"within {name}, not enough runs (n = {t['n']})")
+                    continue
+                tlo, thi = kendall_ci(t["tau"], t["n"], confidence)
+                tci = f" [{tlo:.2f}, {thi:.2f}]" if tlo is not None else ""
+                parts.append(f"within {name}, τ = {t['tau']:+.2f}{tci} (n = {t['n']})")
+            sentence = f"{head} because of {iv.label}: " + "; ".join(parts) + f" ({pct} CIs)."
+            explained = iv.label
+        rows.append({"measure": measure, "target": target, "tau_pooled": tau, "ci_low": lo, "ci_high": hi, "n": r["n"],
+                     "explained_by": explained, "sentence": sentence})
+    return pl.DataFrame(rows, schema=EXPLAIN_SCHEMA, orient="row") if rows else pl.DataFrame(schema=EXPLAIN_SCHEMA)
+
+
+def verdict_sentences(
+    matrix: pl.DataFrame,
+    rank: pl.DataFrame | None,
+    explanations: pl.DataFrame | None,
+    *,
+    target: str,
+    alpha: float = 0.05,
+    min_group: int = 8,
+    no_interventions: str | None = None,
+) -> pl.DataFrame:
+    """3–6 sentences answering the researcher's question (module docstring), in order."""
+    out: list[str] = []
+    predictors = _predictors(matrix, rank, alpha)
+    n_iv = matrix["intervention"].n_unique() if matrix.height else 0
+    if predictors:
+        shown = ", ".join(f"{short(m)} (τ = {t:+.2f})" for m, t in predictors[:6])
+        more = f" and {len(predictors) - 6} more" if len(predictors) > 6 else ""
+        out.append(f"{shown}{more} predict{'s' if len(predictors) == 1 else ''} {target} with the expected sign "
+                   f"(Kendall τ significant after Benjamini–Hochberg at {alpha:g}) and hold along every intervention "
+                   f"tested ({n_iv} intervention(s)).")
+    else:
+        out.append(f"No measure predicts {target} with the expected sign (Kendall τ significant after "
+                   f"Benjamini–Hochberg at {alpha:g}) while holding along every intervention tested.")
+    broken = matrix.filter(pl.col("verdict").is_in(["reverses", "weakens"])) if matrix.height else matrix
+    tested = matrix.filter(pl.col("verdict") != "not_testable") if matrix.height else matrix
+    if no_interventions:
+        out.append(f"Breaks could not be looked for: {no_interventions}.")
+    elif broken.height:
+        items = [f"{short(r['measure'])} {r['verdict']} along {r['intervention']}" for r in broken.iter_rows(named=True)]
+        more = f"; and {len(items) - 5} more" if len(items) > 5 else ""
+        out.append(f"{broken.height} of {tested.height} tested measure × intervention relationship(s) break: "
+                   + "; ".join(items[:5]) + more + ".")
+    elif tested.height:
+        out.append(f"No break was flagged among the {tested.height} measure × intervention relationship(s) tested.")
+    else:
+        out.append("No measure × intervention relationship could be tested for breaks, so none is claimed.")
+    if explanations is not None and explanations.height:
+        expl = explanations.filter(pl.col("explained_by").is_not_null())
+        unexpl = explanations.filter(pl.col("explained_by").is_null())
+        if expl.height:
+            out.append(expl["sentence"][0] + (f" ({expl.height - 1} more reversal(s) explained likewise in the table.)"
+                                               if expl.height > 1 else ""))
+        if unexpl.height:
+            names = ", ".join(short(m) for m in unexpl["measure"].to_list()[:5])
+            more = f" and {unexpl.height - 5} more" if unexpl.height > 5 else ""
+            out.append(f"{unexpl.height} reversal(s) are unexplained by any intervention: {names}{more}.")
+    untestable = matrix.filter(pl.col("verdict") == "not_testable") if matrix.height else matrix
+    if untestable.height:
+        ivs = ", ".join(dict.fromkeys(untestable["intervention"].to_list()))
+        out.append(f"{untestable.height} of {matrix.height} relationship(s) could not be tested (along {ivs}): each "
+                   f"level and its reference need at least {min_group} finished runs; run more seeds per configuration "
+                   "or a larger scale (--scale cpu), or lower --min-group.")
+    elif matrix.height:
+        out.append(f"Every one of the {matrix.height} measure × intervention relationship(s) was tested.")
+    out = out[:6]
+    while len(out) < 3:
+        out.append("Sign-error, granulated Kendall and CMI below rank the measures on the runs that allow them.")
+    return pl.DataFrame({"sentence": out}, schema={"sentence": pl.Utf8})
+
+
+def _predictors(matrix: pl.DataFrame, rank: pl.DataFrame | None, alpha: float) -> list[tuple[str, float]]:
+    """Measures with a significant (BH over the rank table) pooled τ of the expected sign and no break."""
+    if rank is None or rank.height == 0:
+        return []
+    p = benjamini_hochberg(rank["kendall_p"].cast(pl.Float64).fill_null(np.nan).to_numpy())
+    out = []
+    for row, p_adj in zip(rank.iter_rows(named=True), p):
+        if row["direction"] != "as expected" or not (p_adj < alpha):
+            continue
+        mine = matrix.filter(pl.col("measure") == row["measure"]) if matrix.height else matrix
+        if mine.height and mine.filter(pl.col("verdict").is_in(["reverses", "weakens"])).height == 0 \
+                and mine.filter(pl.col("verdict") == "holds").height:
+            out.append((row["measure"], float(row["kendall_tau"])))
+    return out
+
+
+def untested_reasons(records: Sequence[Mapping[str, Any]]) -> dict[tuple[str, str], str]:
+    """(axis, measure) → why it was not tested, from the flags' too_small / too_many_levels records."""
+    out: dict[tuple[str, str], str] = {}
+    for rec in records:
+        if rec["kind"] == "too_small":
+            out.setdefault((rec["axis"], rec["measure"]),
+                           f"{rec['group_where']} has {rec['n_group']} run(s), the reference {rec['reference_where']} "
+                           f"{rec['n_reference']}")
+        elif rec["kind"] == "too_many_levels":
+            for m in rec["measures"]:
+                out.setdefault((rec["axis"], m), f"{rec['axis']} has {rec['n_levels']} levels (bin it into at most 12)")
+    return out
