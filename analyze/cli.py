@@ -20,7 +20,7 @@ import polars as pl
 
 from analyze.columns import DEFAULT_TARGET
 
-SCHEMA_VERSION = "flatlas.analyze/1"
+SCHEMA_VERSION = "flatlas.analyze/2"
 MAX_CURVE_RUNS = 60  # training curves fetched for the report (each run is one MLflow query per metric)
 COMMANDS = ("rank", "partial", "granulated", "sign-error", "cmi", "flags", "report")
 
@@ -62,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--matrix", action="store_true", help="each measure controlling for each other measure, one at a time")
     g = sub.add_parser("granulated", parents=[common], help="granulated Kendall Ψ per hyperparameter axis (Jiang et al. 2020)")
     g.add_argument("--no-seed-average", action="store_true", help="do not average seeds within a configuration first")
+    _granulated_args(g)
     s = sub.add_parser("sign-error", parents=[common], help="sign-error over environments (Dziugaite et al. 2020)")
     _sign_error_args(s)
     sub.add_parser("cmi", parents=[common], help="conditional mutual information, min over hyperparameter pairs")
@@ -70,10 +71,16 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("report", parents=[common], help="every statistic, then the HTML report")
     _sign_error_args(r)
     _flag_args(r)
+    _granulated_args(r)
     r.add_argument("--open", action="store_true", help="open the report in a browser")
     r.add_argument("--sections", type=_csv_list, help="comma-separated report sections to render")
     r.add_argument("--no-per-sample", action="store_true", help="skip downloading per-sample artifacts")
     return parser
+
+
+def _granulated_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--min-configs", type=int, default=3,
+                   help="configurations a granulated-Kendall cell needs for its tau (default 3; tau of 2 points is always +-1)")
 
 
 def _sign_error_args(p: argparse.ArgumentParser) -> None:
@@ -128,8 +135,8 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
     meta = _meta(args, argv, ledger, status_summary(ledger))
     if args.command == "report":
         return _report(args, ledger, meta)
-    frame, table_columns = HANDLERS[args.command](args, ledger)
-    text = render(frame, args.format, meta, table_columns)
+    frame, table_columns, extra = HANDLERS[args.command](args, ledger)
+    text = render(frame, args.format, {**meta, **extra}, table_columns)
     _emit(text, args.out)
     return 0
 
@@ -181,7 +188,10 @@ def _meta(args: argparse.Namespace, argv: list[str], ledger: pl.DataFrame, statu
     }
 
 
-def _rank(args: argparse.Namespace, ledger: pl.DataFrame) -> tuple[pl.DataFrame, list[str]]:
+Handled = tuple[pl.DataFrame, list[str], dict[str, Any]]  # frame, table columns, extra meta
+
+
+def _rank(args: argparse.Namespace, ledger: pl.DataFrame) -> Handled:
     from analyze.stats import adjust_pvalues, rank_measures
 
     frame = rank_measures(
@@ -191,10 +201,10 @@ def _rank(args: argparse.Namespace, ledger: pl.DataFrame) -> tuple[pl.DataFrame,
     frame = adjust_pvalues(frame)
     cols = ["rank", "measure", "n", "kendall_tau", "kendall_ci", "kendall_p", "kendall_p_adj", "spearman_rho", "spearman_p",
             "pearson_r", "pearson_p", "direction", "note"]
-    return frame, cols
+    return frame, cols, {}
 
 
-def _partial(args: argparse.Namespace, ledger: pl.DataFrame) -> tuple[pl.DataFrame, list[str]]:
+def _partial(args: argparse.Namespace, ledger: pl.DataFrame) -> Handled:
     from analyze.stats import StatsError, adjust_pvalues, partial_correlations, partial_matrix
 
     if args.matrix:
@@ -210,46 +220,53 @@ def _partial(args: argparse.Namespace, ledger: pl.DataFrame) -> tuple[pl.DataFra
         )
         cols = ["measure", "covariates", "n", "pearson_r", "pearson_ci", "pearson_p", "spearman_rho", "spearman_ci",
                 "spearman_p", "kendall_tau", "kendall_ci", "kendall_p", "note"]
-    return adjust_pvalues(frame), cols
+    return adjust_pvalues(frame), cols, {}
 
 
-def _granulated(args: argparse.Namespace, ledger: pl.DataFrame) -> tuple[pl.DataFrame, list[str]]:
+def _granulated(args: argparse.Namespace, ledger: pl.DataFrame) -> Handled:
     from analyze.stats import granulated_kendall
 
     frame = granulated_kendall(
-        ledger, target=args.target, measures=args.measures, axes=args.group_by, average_seeds=not args.no_seed_average
+        ledger, target=args.target, measures=args.measures, axes=args.group_by, average_seeds=not args.no_seed_average,
+        min_configs=args.min_configs,
     )
-    return frame, ["measure", "axis", "psi", "n_cells", "n_cells_undefined", "note"]
+    return frame, ["measure", "axis", "psi", "n_cells", "n_cells_undefined", "n_cells_small", "note"], {}
 
 
-def _sign_error(args: argparse.Namespace, ledger: pl.DataFrame) -> tuple[pl.DataFrame, list[str]]:
+def _sign_error(args: argparse.Namespace, ledger: pl.DataFrame) -> Handled:
     from analyze.stats import sign_error
 
     frame = sign_error(
         ledger, target=args.target, measures=args.measures, axes=args.group_by, n_test=args.n_test,
         min_ess=args.min_ess, hoeffding=not args.no_hoeffding,
     )
-    return frame, ["measure", "axis", "mean", "p90", "max", "n_envs", "n_envs_kept", "weighting", "note"]
+    return frame, ["measure", "axis", "mean", "p90", "max", "n_envs", "n_envs_kept", "max_ess", "weighting", "note", "fix"], {}
 
 
-def _cmi(args: argparse.Namespace, ledger: pl.DataFrame) -> tuple[pl.DataFrame, list[str]]:
+def _cmi(args: argparse.Namespace, ledger: pl.DataFrame) -> Handled:
     from analyze.stats import conditional_mutual_information
 
     frame = conditional_mutual_information(ledger, target=args.target, measures=args.measures, axes=args.group_by)
-    return frame, ["measure", "cmi", "conditioning", "n_sets", "n_pairs", "note"]
+    return frame, ["measure", "cmi", "conditioning", "n_sets", "n_pairs", "note"], {}
 
 
-def _flags(args: argparse.Namespace, ledger: pl.DataFrame) -> tuple[pl.DataFrame, list[str]]:
-    from analyze.stats import break_flags
+def _flags(args: argparse.Namespace, ledger: pl.DataFrame) -> Handled:
+    from analyze.stats.flags import decide_flags, flag_coverage, flag_evidence
 
-    frame = break_flags(
-        ledger, target=args.target, measures=args.measures, group_by=args.group_by, alpha=args.alpha,
-        min_group=args.min_group, confidence=args.confidence, references=_references(args.reference),
+    records = flag_evidence(
+        ledger, target=args.target, measures=args.measures, group_by=args.group_by, min_group=args.min_group,
+        confidence=args.confidence, references=_references(args.reference),
     )
-    return frame, ["flag", "measure", "axis", "group", "reference", "n_group", "r_group", "r_reference", "p_adj", "sentence"]
+    frame = decide_flags(records, alpha=args.alpha, min_group=args.min_group, confidence=args.confidence)
+    coverage = flag_coverage(records)
+    tested, untestable = int(coverage["n_tested"].sum()), int(coverage["n_untestable"].sum())
+    extra = {"relationships": {"tested": tested, "untestable": untestable,
+                               "by_axis": coverage.to_dicts()}}
+    cols = ["flag", "measure", "axis", "group", "reference", "n_group", "r_group", "r_reference", "p_adj", "sentence"]
+    return frame, cols, extra
 
 
-HANDLERS: dict[str, Callable[[argparse.Namespace, pl.DataFrame], tuple[pl.DataFrame, list[str]]]] = {
+HANDLERS: dict[str, Callable[[argparse.Namespace, pl.DataFrame], Handled]] = {
     "rank": _rank,
     "partial": _partial,
     "granulated": _granulated,
@@ -282,6 +299,7 @@ def _report(args: argparse.Namespace, ledger: pl.DataFrame, meta: dict[str, Any]
         min_ess=args.min_ess,
         hoeffding=not args.no_hoeffding,
         min_group=args.min_group,
+        min_configs=args.min_configs,
         references=_references(args.reference),
         per_sample=None if args.no_per_sample else _per_sample_loader(args),
     )
@@ -361,6 +379,9 @@ def _header(meta: Mapping[str, Any]) -> str:
              f"finished runs: {runs.get('finished', '?')} of {runs.get('total', '?')}"]
     if excluded:
         parts.append("excluded: " + ", ".join(f"{v} {k}" for k, v in sorted(excluded.items())))
+    rel = meta.get("relationships")
+    if rel:
+        parts.append(f"relationships tested: {rel['tested']}, untestable: {rel['untestable']}")
     return "# " + " | ".join(parts) + "\n"
 
 

@@ -12,7 +12,7 @@ from typing import Iterable, Sequence
 import numpy as np
 import polars as pl
 
-from analyze.columns import DEFAULT_TARGETS, GEN, HP, MEASURE, hp_columns, measure_columns, target_badness
+from analyze.columns import DEFAULT_TARGETS, DIAG, GEN, HP, MEASURE, hp_columns, measure_columns, target_badness
 
 
 class StatsError(ValueError):
@@ -42,12 +42,21 @@ def require_columns(ledger: pl.DataFrame, columns: Iterable[str], what: str) -> 
 
 
 def pick_measures(ledger: pl.DataFrame, measures: Sequence[str] | None = None) -> list[str]:
-    """The measure columns to analyse: the given ones (``hessian_trace`` or ``measure.hessian_trace``) or all."""
+    """The measure columns to analyse: the given ones (``hessian_trace`` or ``measure.hessian_trace``) or all.
+
+    Only ``measure.*`` columns are measures. ``diag.*`` columns (a measure's standard error, HVP count, convergence)
+    never are, and a ``measure.<key>`` column whose key the registry declares a diagnostic (a ledger file written
+    before diagnostics had their own prefix) is left out too.
+    """
     if measures is None:
-        found = [c for c in measure_columns(ledger.columns) if _is_numeric(ledger, c)]
+        found = [c for c in measure_columns(ledger.columns) if _is_numeric(ledger, c) and not is_diagnostic(c)]
         if not found:
             raise StatsError("the ledger has no numeric measure.* column; nothing to correlate with generalization")
         return found
+    diags = [m for m in measures if m.startswith(DIAG) or is_diagnostic(m if m.startswith(MEASURE) else MEASURE + m)]
+    if diags:
+        raise StatsError(f"--measures {', '.join(diags)}: a diagnostic (standard error, HVP count, convergence) is not "
+                         "a measure and is never ranked or flagged; name measure.* columns")
     names = [m if m.startswith(MEASURE) else MEASURE + m for m in measures]
     require_columns(ledger, names, "--measures")
     return names
@@ -83,6 +92,25 @@ def pick_axes(ledger: pl.DataFrame, axes: Sequence[str] | None = None, *, what: 
     names = [a if a.startswith((HP, "tag.")) else HP + a for a in axes]
     require_columns(ledger, names, what)
     return names
+
+
+def is_diagnostic(column: str) -> bool:
+    """True for ``diag.*`` and for ``measure.<key>`` when the registry declares ``key`` a diagnostic output."""
+    if column.startswith(DIAG):
+        return True
+    return column.startswith(MEASURE) and _output_kind(column.removeprefix(MEASURE)) == "diagnostic"
+
+
+@lru_cache(maxsize=None)
+def _output_kind(key: str) -> str:
+    try:
+        from collect.measures.registry import output_kind
+    except Exception:  # torch missing: kinds unknown, every measure.* column is taken as a measure
+        return "unknown"
+    try:
+        return str(output_kind(key))
+    except Exception:
+        return "unknown"
 
 
 def all_hp_columns(ledger: pl.DataFrame) -> list[str]:

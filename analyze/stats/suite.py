@@ -56,6 +56,7 @@ def report_frames(
     min_ess: float = 12.0,
     hoeffding: bool = True,
     min_group: int = 8,
+    min_configs: int = 3,
     references: Mapping[str, object] | None = None,
     per_sample: Callable[[pl.DataFrame], Mapping[str, pl.DataFrame]] | Mapping[str, pl.DataFrame] | None = None,
 ) -> tuple[dict[str, pl.DataFrame], list[str]]:
@@ -86,7 +87,8 @@ def report_frames(
         attempt("partial", lambda: partial_correlations(ledger, covariates=covariates, measures=measures,
                                                         resamples=resamples, confidence=confidence, seed=seed))
     attempt("partial_matrix", lambda: partial_matrix(ledger, target=target, measures=measures))
-    attempt("granulated", lambda: granulated_kendall(ledger, target=target, measures=measures, axes=group_by))
+    attempt("granulated", lambda: granulated_kendall(ledger, target=target, measures=measures, axes=group_by,
+                                                             min_configs=min_configs))
     try:
         frames["sign_error"], frames["sign_error_envs"] = sign_error_tables(
             ledger, target=target, measures=measures, axes=group_by, n_test=n_test, min_ess=min_ess, hoeffding=hoeffding)

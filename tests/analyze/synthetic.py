@@ -114,3 +114,86 @@ def benchmark_ledger(n_runs: int = 10_000, n_measures: int = 30, seed: int = 0) 
         break_group=("hp.e", "y"), effect_axes=["hp.a", "hp.b", "hp.c", "hp.d", "hp.f"],
     )
     return frame.head(n_runs)
+
+
+SMALL_AXES: dict[str, list[Any]] = {
+    "hp.optimizer": ["sgd", "adam"],
+    "hp.batch_size": [64, 512],
+    "hp.dropout": [0.0, 0.25],
+}
+NULL_KINDS = ("noise", "flat", "additive")
+PLANTED_KINDS = ("reversal", "simpson", "weakening")
+
+
+def _small_grid(rng: np.random.Generator, n_seeds: int) -> dict[str, np.ndarray]:
+    configs = list(itertools.product(*SMALL_AXES.values()))
+    cols = {a: np.array([c[k] for c in configs for _ in range(n_seeds)], dtype=object) for k, a in enumerate(SMALL_AXES)}
+    return cols
+
+
+def _frame(cols: Mapping[str, np.ndarray], gap: np.ndarray, measures: Mapping[str, np.ndarray]) -> pl.DataFrame:
+    n = gap.size
+    data: dict[str, Any] = {"run_id": [f"run{i:04d}" for i in range(n)], "status": ["FINISHED"] * n}
+    data |= {a: v.tolist() for a, v in cols.items()}
+    data |= {m: v for m, v in measures.items()}
+    data["gen.gap_acc"] = gap
+    return pl.DataFrame(data)
+
+
+def null_ledger(kind: str, seed: int, n_seeds: int = 10) -> pl.DataFrame:
+    """A small ledger (2 × 2 × 2 grid of optimizer, batch size, dropout × ``n_seeds``) in which every group has
+    the same measure–gap relationship, so no break flag is true:
+
+    - ``noise``: gap and measures are independent noise (ρ = 0 in every group);
+    - ``flat``: the gap does not depend on the hyperparameters; ``measure.planted`` = gap + noise (ρ ≈ 0.9 in
+      every group);
+    - ``additive``: the gap is a sum of per-axis effects plus noise and ``measure.planted`` = gap + noise: every
+      level of an axis has the same within-level gap variance, hence the same ρ.
+    ``measure.noise_0`` is independent noise in every kind.
+    """
+    rng = np.random.default_rng(seed)
+    cols = _small_grid(rng, n_seeds)
+    n = cols["hp.optimizer"].size
+    gap = 0.08 + rng.normal(0, 0.01, n)
+    if kind == "noise":
+        planted = rng.normal(0, 1, n)
+    elif kind in ("flat", "additive"):
+        if kind == "additive":
+            for a, values in SMALL_AXES.items():
+                effect = dict(zip(values, rng.normal(0, 0.02, len(values))))
+                gap = gap + np.array([effect[v] for v in cols[a]])
+        planted = gap + rng.normal(0, 0.005, n)
+    else:
+        raise ValueError(f"kind must be one of {NULL_KINDS}, not {kind!r}")
+    return _frame(cols, gap, {"measure.planted": planted, "measure.noise_0": rng.normal(0, 1, n)})
+
+
+def planted_ledger(kind: str, seed: int, n_seeds: int = 10) -> tuple[pl.DataFrame, tuple[str, str, str]]:
+    """A small ledger with one planted break and the (flag, axis, group) that must find it (measure.planted):
+
+    - ``reversal``: within optimizer = adam the measure is the gap mirrored about its mean (ρ ≈ −0.9; +0.9 in sgd);
+    - ``simpson``: within each dropout level the measure falls with the gap (ρ ≈ −0.9), but the levels' means rise
+      together, so the pooled ρ is positive;
+    - ``weakening``: within batch_size = 512 the measure's noise is 8× the gap's spread (ρ ≈ 0.1; 0.9 at 64).
+    """
+    rng = np.random.default_rng(seed)
+    cols = _small_grid(rng, n_seeds)
+    n = cols["hp.optimizer"].size
+    gap = 0.08 + rng.normal(0, 0.01, n)
+    noise = rng.normal(0, 0.005, n)
+    if kind == "reversal":
+        adam = cols["hp.optimizer"] == "adam"
+        planted = np.where(adam, 2 * gap[adam].mean() - gap, gap) + noise
+        expect = ("sign_reversal", "hp.optimizer", "adam")
+    elif kind == "simpson":
+        level = (cols["hp.dropout"] == 0.25).astype(float)
+        gap = gap + 0.05 * level
+        planted = -gap + 0.2 * level + noise  # falls within a level, but the dropout level lifts both
+        expect = ("simpson_reversal", "hp.dropout", "(within groups)")
+    elif kind == "weakening":
+        big = cols["hp.batch_size"] == 512
+        planted = gap + np.where(big, rng.normal(0, 0.08, n), noise)
+        expect = ("weakening", "hp.batch_size", "512")
+    else:
+        raise ValueError(f"kind must be one of {PLANTED_KINDS}, not {kind!r}")
+    return _frame(cols, gap, {"measure.planted": planted, "measure.noise_0": rng.normal(0, 1, n)}), expect

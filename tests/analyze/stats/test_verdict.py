@@ -1,0 +1,105 @@
+"""The verdict frames: measure × intervention verdicts, reversal explanations and the opening sentences."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pytest
+
+from analyze.stats import report_frames
+from analyze.stats.verdict import VERDICTS, kendall_ci, measure_family
+from tests.analyze.synthetic import synthetic_ledger
+
+
+def _attack_ledger(seed: int = 0, n_seeds: int = 12) -> pl.DataFrame:
+    """margin_mean (expected: larger margin, smaller gap) behaves as expected within each attack size, but the
+    attack runs have both a larger gap and a larger margin, so the pooled τ is reversed (positive)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for attack in (0, 200):
+        for bs in (64, 512):
+            for s in range(n_seeds):
+                gap = 0.05 + 0.3 * (attack > 0) + rng.normal(0, 0.02)
+                margin = 1.0 + 2.0 * (attack > 0) - 5 * gap + 1.5 * (attack > 0) + rng.normal(0, 0.02)
+                rows.append({"status": "FINISHED", "seed": s, "hp.attack_size": attack, "hp.batch_size": bs,
+                             "measure.margin_mean": margin, "diag.hessian_trace_se": rng.normal(),
+                             "measure.hessian_trace": gap * 10 + rng.normal(0, 0.05), "gen.gap_acc": gap})
+    return pl.DataFrame(rows)
+
+
+def test_reversal_is_explained_by_the_attack_set() -> None:
+    frames, notes = report_frames(_attack_ledger(), resamples=0, min_group=8)
+    rank = frames["rank"].filter(pl.col("measure") == "measure.margin_mean").row(0, named=True)
+    assert rank["direction"] == "reversed" and rank["kendall_tau"] > 0
+    (row,) = frames["reversal_explanations"].iter_rows(named=True)
+    assert row["measure"] == "measure.margin_mean" and row["explained_by"] == "attack_size"
+    assert row["ci_low"] < row["tau_pooled"] < row["ci_high"]
+    s = row["sentence"]
+    assert s.startswith(f"margin_mean is reversed overall (τ = {rank['kendall_tau']:+.2f}")
+    assert "because of attack_size: within hp.attack_size = 0, τ = -" in s and "within hp.attack_size = 200, τ = -" in s
+    # every τ in the sentence is the within-level Kendall τ-b of scipy, with the Fieller interval
+    from scipy import stats
+
+    runs = _attack_ledger()
+    inside = runs.filter(pl.col("hp.attack_size") == 0)
+    tau = stats.kendalltau(inside["measure.margin_mean"], inside["gen.gap_acc"]).statistic
+    lo, hi = kendall_ci(tau, inside.height, 0.95)
+    assert f"τ = {tau:+.2f} [{lo:.2f}, {hi:.2f}] (n = {inside.height})" in s
+
+
+def test_unexplained_reversal() -> None:
+    rng = np.random.default_rng(3)
+    n = 48
+    gap = rng.normal(0.1, 0.02, n)
+    frame = pl.DataFrame({"hp.batch_size": [64, 512] * (n // 2), "gen.gap_acc": gap,
+                          "measure.margin_mean": gap * 5 + rng.normal(0, 0.01, n)})  # reversed in every group
+    frames, _ = report_frames(frame, resamples=0, min_group=8)
+    (row,) = frames["reversal_explanations"].iter_rows(named=True)
+    assert row["explained_by"] is None and "unexplained" in row["sentence"]
+    assert any("unexplained" in s for s in frames["verdict_sentences"]["sentence"])
+
+
+def test_kendall_interval_formula() -> None:
+    # tanh(artanh τ ± 1.959964 √(0.437/(n − 4))), by hand for τ = 0.3, n = 29
+    half = 1.959963984540054 * np.sqrt(0.437 / 25)
+    assert kendall_ci(0.3, 29, 0.95) == pytest.approx((np.tanh(np.arctanh(0.3) - half), np.tanh(np.arctanh(0.3) + half)), rel=1e-12)
+    assert kendall_ci(0.3, 4, 0.95) == (None, None)
+
+
+def test_verdict_matrix_rows_and_sentences() -> None:
+    frames, _ = report_frames(synthetic_ledger(seed=2, n_noise=1), resamples=0)
+    m = frames["verdict_matrix"]
+    assert set(m.columns) >= {"measure", "family", "target", "intervention", "axes", "verdict", "tau_pooled",
+                              "tau_within", "n_runs", "evidence", "sort_key"}
+    assert m.height == 2 * 4 and set(m["verdict"]) <= set(VERDICTS)
+    assert m["sort_key"].is_sorted()
+    planted = {r["intervention"]: r for r in m.filter(pl.col("measure") == "measure.planted").iter_rows(named=True)}
+    assert planted["optimizer"]["verdict"] == "reverses" and planted["optimizer"]["axes"] == ["hp.optimizer"]
+    assert "adam" in planted["optimizer"]["evidence"]
+    assert {planted[k]["verdict"] for k in ("batch_size", "lr", "dropout")} == {"holds"}
+    assert "optimizer = sgd: τ = +" in planted["optimizer"]["tau_within"] and "(n = 60)" in planted["optimizer"]["tau_within"]
+    sentences = frames["verdict_sentences"]["sentence"].to_list()
+    assert 3 <= len(sentences) <= 6
+    assert "planted reverses along optimizer" in sentences[1]
+    assert frames["flag_coverage"]["n_untestable"].sum() == 0
+
+
+def test_untestable_relationships_say_what_would_make_them_testable() -> None:
+    frame = synthetic_ledger(seed=0, n_seeds=1, break_group=None, n_noise=0)  # 24 runs: 8 per lr level, 12 per other
+    frames, _ = report_frames(frame, resamples=0, min_group=10)
+    m = frames["verdict_matrix"]
+    lr = m.filter(pl.col("intervention") == "lr").row(0, named=True)
+    assert lr["verdict"] == "not_testable" and "more seeds" in lr["evidence"] and "at least 10" in lr["evidence"]
+    sentences = " ".join(frames["verdict_sentences"]["sentence"])
+    assert "could not be tested" in sentences and "--scale cpu" in sentences
+    assert "No break was flagged" not in sentences or frames["flag_coverage"]["n_tested"].sum() > 0
+    cov = frames["flag_coverage"].filter(pl.col("axis") == "hp.lr").row(0, named=True)
+    assert (cov["n_tested"], cov["n_untestable"]) == (0, 1)
+
+
+def test_measures_only_never_diagnostics() -> None:
+    frames, _ = report_frames(_attack_ledger(), resamples=0)
+    for name in ("rank", "verdict_matrix", "flags", "granulated", "sign_error", "cmi"):
+        if name in frames and "measure" in frames[name].columns:
+            assert all(m.startswith("measure.") for m in frames[name]["measure"].unique()), name
+    assert measure_family("measure.margin_mean") in ("margins", "other")  # "other" only when torch is missing
