@@ -50,9 +50,10 @@ class Intervention:
 
     def where(self, level: str) -> str:
         """"hp.optimizer=adam" or "hp.optimizer=adam, hp.lr=0.001" for a joint level."""
-        if len(self.axes) == 1:
-            return f"{self.axes[0]}={level}"
-        return ", ".join(f"{a}={v}" for a, v in zip(self.axes, level.split(", ")))
+        values = level.split(", ")
+        if len(self.axes) == 1 or len(values) != len(self.axes):  # one column, or a value that itself holds ", "
+            return f"{self.name}={level}"
+        return ", ".join(f"{a}={v}" for a, v in zip(self.axes, values))
 
 
 def short_axis(column: str) -> str:
