@@ -48,6 +48,10 @@ class Intervention:
         parts = [[level_label(v) for v in runs[a].to_list()] for a in self.axes]
         return np.array([", ".join(p) for p in zip(*parts)], dtype=object) if parts else np.array([], dtype=object)
 
+    def said(self, level: str) -> str:
+        """"attack_size = 0" or "optimizer = adam, lr = 0.001": the level in a sentence."""
+        return self.where(level).replace("hp.", "").replace("tag.", "").replace("=", " = ")
+
     def where(self, level: str) -> str:
         """"hp.optimizer=adam" or "hp.optimizer=adam, hp.lr=0.001" for a joint level."""
         values = level.split(", ")

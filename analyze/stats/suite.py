@@ -136,10 +136,9 @@ def _verdict(frames: dict[str, pl.DataFrame], notes: list[str], runs: pl.DataFra
         notes.append(f"verdict: {exc}")
         return
     rank = frames.get("rank")
-    tau = dict(zip(rank["measure"], rank["kendall_tau"])) if rank is not None else {}
     matrix = verdict_matrix(runs, target=target, measures=measure_cols, found=found, flags=frames.get("flags"),
                             tested=tested_relationships(records), untested_reasons=untested_reasons(records),
-                            tau_pooled=tau, min_group=min_group)
+                            rank=rank, min_group=min_group, alpha=alpha)
     explanations = None
     if rank is not None:
         explanations = reversal_explanations(runs, target=target, rank=rank, found=found, min_group=min_group,

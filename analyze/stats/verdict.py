@@ -7,7 +7,10 @@ Three frames for the top of the report (``suite.report_frames``), built from the
   was raised along the intervention, ``weakens`` for ``weakening`` or ``decoupling``, ``holds`` when at least one of
   its levels was compared with the reference and nothing was flagged, ``not_testable`` when no level could be
   compared (fewer than ``min_group`` runs, too many levels, no intervention). ``tau_within`` lists Kendall τ-b
-  inside each level (needs ≥ 3 runs; else "not enough runs").
+  inside each level (needs ≥ 3 runs; else "not enough runs"). ``pooled_relation`` says what there is to hold:
+  ``expected`` / ``reversed`` (pooled τ significant after Benjamini–Hochberg over the rank table, with / against
+  the literature's sign), ``none`` (not significant) or ``unknown`` (no expected sign or no τ); a measure that
+  "holds" with ``none`` has no relation to lose.
 - ``reversal_explanations`` — one row per measure whose pooled τ has the sign the literature does not expect
   (rank frame ``direction == "reversed"``). Within each level of each intervention Kendall τ-b is computed with the
   interval tanh(artanh τ ± z·√(0.437/(n − 4))) (Fieller, Hartley & Pearson 1957's variance of Fisher's z for
@@ -30,7 +33,7 @@ import polars as pl
 from scipy import stats
 
 from analyze.stats._data import as_float, expected_sign, sign_word
-from analyze.stats.interventions import Intervention, short_axis
+from analyze.stats.interventions import Intervention
 from analyze.stats.multiple_testing import benjamini_hochberg
 
 KENDALL_Z_VARIANCE = 0.437  # var(artanh τ) ≈ 0.437/(n − 4) for Kendall's τ (Fieller, Hartley & Pearson 1957)
@@ -49,8 +52,8 @@ VERDICTS = ("holds", "weakens", "reverses", "not_testable")
 
 MATRIX_SCHEMA: dict[str, pl.DataType] = {
     "measure": pl.Utf8, "family": pl.Utf8, "target": pl.Utf8, "intervention": pl.Utf8, "axes": pl.List(pl.Utf8),
-    "axis": pl.Utf8, "verdict": pl.Utf8, "tau_pooled": pl.Float64, "tau_within": pl.Utf8, "n_runs": pl.Int64,
-    "evidence": pl.Utf8, "sort_key": pl.Int64,
+    "axis": pl.Utf8, "verdict": pl.Utf8, "tau_pooled": pl.Float64, "pooled_relation": pl.Utf8, "tau_within": pl.Utf8,
+    "n_runs": pl.Int64, "evidence": pl.Utf8, "sort_key": pl.Int64,
 }
 EXPLAIN_SCHEMA: dict[str, pl.DataType] = {
     "measure": pl.Utf8, "target": pl.Utf8, "tau_pooled": pl.Float64, "ci_low": pl.Float64, "ci_high": pl.Float64,
@@ -108,7 +111,7 @@ def level_taus(x: np.ndarray, y: np.ndarray, levels: np.ndarray) -> list[dict]:
 def _within_text(iv: Intervention, taus: list[dict]) -> str:
     parts = []
     for t in taus:
-        name = f"{short_axis(iv.axes[0])} = {t['level']}" if len(iv.axes) == 1 else f"{iv.label} = ({t['level']})"
+        name = iv.said(t["level"])
         parts.append(f"{name}: τ = {t['tau']:+.2f} (n = {t['n']})" if t["tau"] is not None
                      else f"{name}: not enough runs (n = {t['n']})" if t["n"] < MIN_TAU_RUNS
                      else f"{name}: undefined (constant, n = {t['n']})")
@@ -124,10 +127,13 @@ def verdict_matrix(
     flags: pl.DataFrame | None,
     tested: set[tuple[str, str]],
     untested_reasons: Mapping[tuple[str, str], str],
-    tau_pooled: Mapping[str, float | None],
+    rank: pl.DataFrame | None,
     min_group: int,
+    alpha: float = 0.05,
 ) -> pl.DataFrame:
     """One row per (measure, intervention) with its verdict and evidence (module docstring)."""
+    pooled = pooled_relations(rank, alpha)
+    tau_pooled = {m: t for m, (t, _) in pooled.items()}
     y = as_float(runs, [target])[:, 0]
     x_all = as_float(runs, list(measures))
     by_key: dict[tuple[str, str], list[dict]] = {}
@@ -154,6 +160,8 @@ def verdict_matrix(
                 verdict = "holds"
                 evidence = (f"No break flagged along {iv.label} (each level compared with the reference, "
                             f"Benjamini–Hochberg within each flag family); within levels: {_within_text(iv, taus)}.")
+                if pooled.get(measure, (None, "unknown"))[1] == "none":
+                    evidence += " The pooled relation itself is not significant, so there is little to break."
             else:
                 verdict = "not_testable"
                 reason = untested_reasons.get((iv.name, measure)) or f"no level of {iv.label} has {min_group} runs"
@@ -163,6 +171,7 @@ def verdict_matrix(
             rows.append({
                 "measure": measure, "family": measure_family(measure), "target": target, "intervention": iv.label,
                 "axes": list(iv.axes), "axis": iv.name, "verdict": verdict, "tau_pooled": tau_pooled.get(measure),
+                "pooled_relation": pooled.get(measure, (None, "unknown"))[1],
                 "tau_within": _within_text(iv, taus), "n_runs": n_runs, "evidence": evidence,
                 "sort_key": order.index(measure) * max(1, len(found)) + ii,
             })
@@ -212,7 +221,7 @@ def reversal_explanations(
             iv = best[2]
             parts = []
             for t in level_taus(x, y, levels[iv.name]):
-                name = iv.where(t["level"]).replace("=", " = ")
+                name = iv.said(t["level"])
                 if t["tau"] is None:
                     parts.append(f"within {name}, not enough runs (n = {t['n']})")
                     continue
@@ -243,9 +252,10 @@ def verdict_sentences(
     if predictors:
         shown = ", ".join(f"{short(m)} (τ = {t:+.2f})" for m, t in predictors[:6])
         more = f" and {len(predictors) - 6} more" if len(predictors) > 6 else ""
-        out.append(f"{shown}{more} predict{'s' if len(predictors) == 1 else ''} {target} with the expected sign "
-                   f"(Kendall τ significant after Benjamini–Hochberg at {alpha:g}) and hold along every intervention "
-                   f"tested ({n_iv} intervention(s)).")
+        one = len(predictors) == 1
+        out.append(f"{shown}{more} predict{'s' if one else ''} {target} with the expected sign (Kendall τ significant "
+                   f"after Benjamini–Hochberg at {alpha:g}) and hold{'s' if one else ''} along every intervention tested "
+                   f"({n_iv} intervention(s)).")
     else:
         out.append(f"No measure predicts {target} with the expected sign (Kendall τ significant after "
                    f"Benjamini–Hochberg at {alpha:g}) while holding along every intervention tested.")
@@ -286,19 +296,34 @@ def verdict_sentences(
     return pl.DataFrame({"sentence": out}, schema={"sentence": pl.Utf8})
 
 
+def pooled_relations(rank: pl.DataFrame | None, alpha: float) -> dict[str, tuple[float | None, str]]:
+    """measure → (pooled τ, "expected" | "reversed" | "none" | "unknown"); significance is BH over the rank table."""
+    if rank is None or rank.height == 0:
+        return {}
+    p = benjamini_hochberg(rank["kendall_p"].cast(pl.Float64).fill_null(np.nan).to_numpy())
+    out = {}
+    for row, p_adj in zip(rank.iter_rows(named=True), p):
+        direction = row["direction"]
+        if direction not in ("as expected", "reversed", "none"):
+            relation = "unknown"
+        elif not (p_adj < alpha):
+            relation = "none"
+        else:
+            relation = "expected" if direction == "as expected" else "reversed"
+        out[row["measure"]] = (row["kendall_tau"], relation)
+    return out
+
+
 def _predictors(matrix: pl.DataFrame, rank: pl.DataFrame | None, alpha: float) -> list[tuple[str, float]]:
     """Measures with a significant (BH over the rank table) pooled τ of the expected sign and no break."""
-    if rank is None or rank.height == 0:
-        return []
-    p = benjamini_hochberg(rank["kendall_p"].cast(pl.Float64).fill_null(np.nan).to_numpy())
     out = []
-    for row, p_adj in zip(rank.iter_rows(named=True), p):
-        if row["direction"] != "as expected" or not (p_adj < alpha):
+    for measure, (tau, relation) in pooled_relations(rank, alpha).items():
+        if relation != "expected":
             continue
-        mine = matrix.filter(pl.col("measure") == row["measure"]) if matrix.height else matrix
-        if mine.height and mine.filter(pl.col("verdict").is_in(["reverses", "weakens"])).height == 0 \
-                and mine.filter(pl.col("verdict") == "holds").height:
-            out.append((row["measure"], float(row["kendall_tau"])))
+        mine = matrix.filter(pl.col("measure") == measure) if matrix.height else matrix
+        verdicts = set(mine["verdict"].to_list()) if mine.height else set()
+        if "holds" in verdicts and not verdicts & {"reverses", "weakens"}:
+            out.append((measure, float(tau)))
     return out
 
 

@@ -20,7 +20,7 @@ def _attack_ledger(seed: int = 0, n_seeds: int = 12) -> pl.DataFrame:
         for bs in (64, 512):
             for s in range(n_seeds):
                 gap = 0.05 + 0.3 * (attack > 0) + rng.normal(0, 0.02)
-                margin = 1.0 + 2.0 * (attack > 0) - 5 * gap + 1.5 * (attack > 0) + rng.normal(0, 0.02)
+                margin = 1.0 + 3.5 * (attack > 0) - 5 * gap + rng.normal(0, 0.12)
                 rows.append({"status": "FINISHED", "seed": s, "hp.attack_size": attack, "hp.batch_size": bs,
                              "measure.margin_mean": margin, "diag.hessian_trace_se": rng.normal(),
                              "measure.hessian_trace": gap * 10 + rng.normal(0, 0.05), "gen.gap_acc": gap})
@@ -36,7 +36,7 @@ def test_reversal_is_explained_by_the_attack_set() -> None:
     assert row["ci_low"] < row["tau_pooled"] < row["ci_high"]
     s = row["sentence"]
     assert s.startswith(f"margin_mean is reversed overall (τ = {rank['kendall_tau']:+.2f}")
-    assert "because of attack_size: within hp.attack_size = 0, τ = -" in s and "within hp.attack_size = 200, τ = -" in s
+    assert "because of attack_size: within attack_size = 0, τ = -" in s and "within attack_size = 200, τ = -" in s
     # every τ in the sentence is the within-level Kendall τ-b of scipy, with the Fieller interval
     from scipy import stats
 
@@ -45,6 +45,13 @@ def test_reversal_is_explained_by_the_attack_set() -> None:
     tau = stats.kendalltau(inside["measure.margin_mean"], inside["gen.gap_acc"]).statistic
     lo, hi = kendall_ci(tau, inside.height, 0.95)
     assert f"τ = {tau:+.2f} [{lo:.2f}, {hi:.2f}] (n = {inside.height})" in s
+    sentences = frames["verdict_sentences"]["sentence"].to_list()
+    assert sentences[0].startswith("hessian_trace (τ = +") and "predicts gen.gap_acc" in sentences[0]
+    assert "margin_mean reverses along attack_size" in sentences[1] and sentences[2] == s
+    verdicts = {(r["measure"], r["intervention"]): (r["verdict"], r["pooled_relation"])
+                for r in frames["verdict_matrix"].iter_rows(named=True)}
+    assert verdicts[("measure.margin_mean", "attack_size")] == ("reverses", "reversed")
+    assert verdicts[("measure.hessian_trace", "attack_size")] == ("holds", "expected")
 
 
 def test_unexplained_reversal() -> None:
