@@ -7,6 +7,7 @@ from the rows shown; every number the text of the report quotes comes from the s
 
 from __future__ import annotations
 
+import math
 from typing import Any, Mapping, Sequence
 
 SCHEMA = "https://vega.github.io/schema/vega-lite/v6.json"  # an identifier only; nothing is fetched
@@ -32,9 +33,25 @@ def palette(n_levels: int) -> dict[str, Any]:
     return {"scheme": "tableau10" if n_levels <= 10 else "tableau20"}
 
 
-def _log_axis(log: bool) -> dict[str, Any]:
-    """Fewer ticks on a log axis: a grid line at every 2…9 × 10^k would hide the points."""
-    return {"axis": {"tickCount": 5}} if log else {}
+def _log_axis(log: bool, values: Sequence[Any] = ()) -> dict[str, Any]:
+    """Ticks and grid lines of a log axis at powers of ten only (``decade_ticks`` of the positive ``values``): a grid
+    line at every 2…9 × 10^k would hide the points, and their labels overlap."""
+    if not log:
+        return {}
+    positive = [float(v) for v in values if isinstance(v, (int, float)) and math.isfinite(v) and v > 0]
+    if not positive:
+        return {"axis": {"tickCount": 5}}
+    return {"axis": {"values": decade_ticks(min(positive), max(positive)), "format": "~g", "labelOverlap": False}}
+
+
+def decade_ticks(lo: float, hi: float, max_ticks: int = 7) -> list[float]:
+    """Powers of ten from below ``lo`` to above ``hi`` (every k-th decade when there are more than ``max_ticks``),
+    so a log axis is labelled 0.001, 0.01, 0.1, 1 … without crowded 2…9 × 10^k labels."""
+    first, last = math.floor(math.log10(lo)), math.ceil(math.log10(hi))
+    if last == first:
+        last += 1
+    step = max(1, math.ceil((last - first + 1) / max_ticks))
+    return [10.0**k for k in range(first, last + 1, step)] + ([10.0**last] if (last - first) % step else [])
 
 
 def _scale(log: bool, zero: bool = False) -> dict[str, Any]:
@@ -127,7 +144,7 @@ def panels_chart(
 ) -> dict[str, Any]:
     """One scatter per measure against the target, coloured by a chosen grouping, one regression line per group.
 
-    rows: {id, y, x0..xK, g0..gJ}; panels: [{key, title, log}]; groupings: [(key, title)] offered in a menu;
+    rows: {id, y, x0..xK, g0..gJ, d0..}; panels: [{key, title, log, tips?: [(key, title)] of extra tooltip fields}]; groupings: [(key, title)] offered in a menu;
     max_levels: the most groups any grouping has (above 10 the palette has 20 colours).
     Brushing a rectangle in any panel highlights the same runs in all panels (one global interval selection).
     """
@@ -149,8 +166,8 @@ def panels_chart(
     views = []
     for i, p in enumerate(panels):
         key, log = p["key"], bool(p["log"])
-        x = {"field": key, "type": "quantitative", "title": p["title"], "scale": _scale(log), **_log_axis(log)}
-        yenc = {"field": "y", "type": "quantitative", "title": y_title, "scale": _scale(y_log), **_log_axis(y_log)}
+        x = {"field": key, "type": "quantitative", "title": p["title"], "scale": _scale(log), **_log_axis(log, [r.get(key) for r in rows])}
+        yenc = {"field": "y", "type": "quantitative", "title": y_title, "scale": _scale(y_log), **_log_axis(y_log, [r.get("y") for r in rows])}
         points = {
             "name": f"points{i}",
             "mark": {"type": "circle", "size": 26, "opacity": 0.7},
@@ -163,6 +180,7 @@ def panels_chart(
                     {"field": "group", "title": "group"},
                     {"field": key, "title": p["title"], "format": ".4g"},
                     {"field": "y", "title": y_title, "format": ".4g"},
+                    *({"field": k, "title": t, "format": ".4g"} for k, t in p.get("tips", ())),
                 ],
             },
         }
@@ -213,10 +231,12 @@ def heatmap(
     scheme: str = "redblue",
     reverse: bool = True,
     cell_width: int | None = None,
+    x_order: Sequence[str] | None = None,
 ) -> dict[str, Any]:
-    """Cells coloured by ``value`` with the number written in; rows: {x, y, value, text, tip?}."""
+    """Cells coloured by ``value`` with the number written in; rows: {x, y, value, text, tip?}. Columns appear in
+    ``x_order`` (default: first appearance); every column is labelled (no label is dropped for overlap)."""
     n_x = len({r["x"] for r in rows}) or 1
-    cell_width = cell_width or max(54, min(110, 640 // n_x))
+    cell_width = cell_width or max(64, min(110, 640 // n_x))
     color = {
         "field": "value",
         "type": "quantitative",
@@ -235,8 +255,9 @@ def heatmap(
             "width": {"step": cell_width},
             "height": {"step": 24},
             "encoding": {
-                "x": {"field": "x", "type": "nominal", "title": x_title, "sort": None, "axis": {"labelAngle": -30, "labelLimit": 160}},
-                "y": {"field": "y", "type": "nominal", "title": y_title, "sort": None, "axis": {"labelLimit": 260}},
+                "x": {"field": "x", "type": "nominal", "title": x_title, "sort": list(x_order or dict.fromkeys(r["x"] for r in rows)),
+                      "axis": {"labelAngle": -35, "labelLimit": 160, "labelOverlap": False, "labelAlign": "right"}},
+                "y": {"field": "y", "type": "nominal", "title": y_title, "sort": None, "axis": {"labelLimit": 260, "labelOverlap": False}},
             },
             "layer": [
                 {"mark": {"type": "rect"}, "encoding": {"color": color, "tooltip": tooltip}},
@@ -358,8 +379,8 @@ def scatter(
 ) -> dict[str, Any]:
     """A plain scatter (optionally coloured) with optional extra layers drawn over the same data."""
     enc: dict[str, Any] = {
-        "x": {"field": x, "type": "quantitative", "title": x_title, "scale": _scale(x_log), **_log_axis(x_log)},
-        "y": {"field": y, "type": "quantitative", "title": y_title, "scale": _scale(y_log), **_log_axis(y_log)},
+        "x": {"field": x, "type": "quantitative", "title": x_title, "scale": _scale(x_log), **_log_axis(x_log, [r.get(x) for r in rows])},
+        "y": {"field": y, "type": "quantitative", "title": y_title, "scale": _scale(y_log), **_log_axis(y_log, [r.get(y) for r in rows])},
         "tooltip": [{"field": x, "title": x_title, "format": ".4g"}, {"field": y, "title": y_title, "format": ".4g"}],
     }
     if color:
@@ -380,16 +401,31 @@ def scatter(
     )
 
 
-def edge_of_stability_line(x: str, y_title: str) -> dict[str, Any]:
-    """The 2/η line of full-batch gradient descent (paper 004), drawn from the learning rates present."""
+def edge_of_stability_line(x: str, y_title: str, only: str | None = None) -> dict[str, Any]:
+    """The 2/η level of full-batch gradient descent (paper 004) at each learning rate present (of the rows whose
+    boolean field ``only`` is true, when given): a dashed segment from η/1.5 to 1.5·η at height 2/η, labelled."""
+    keep = [{"filter": f"datum['{only}'] === true"}] if only else []
     return {
-        "transform": [{"aggregate": [], "groupby": [x]}, {"calculate": f"2 / datum['{x}']", "as": "_edge"}],
-        "mark": {"type": "line", "color": "black", "strokeDash": [6, 4], "strokeWidth": 1.5},
-        "encoding": {
-            "x": {"field": x, "type": "quantitative"},
-            "y": {"field": "_edge", "type": "quantitative", "title": y_title},
-            "tooltip": [{"field": x, "title": "η"}, {"field": "_edge", "title": "2/η", "format": ".4g"}],
-        },
+        "transform": [*keep, {"aggregate": [], "groupby": [x]}, {"calculate": f"2 / datum['{x}']", "as": "_edge"},
+                      {"calculate": f"datum['{x}'] / 1.5", "as": "_lo"}, {"calculate": f"datum['{x}'] * 1.5", "as": "_hi"}],
+        "layer": [
+            {"mark": {"type": "rule", "color": "black", "strokeDash": [6, 4], "strokeWidth": 1.5},
+             "encoding": {"x": {"field": "_lo", "type": "quantitative"}, "x2": {"field": "_hi"},
+                          "y": {"field": "_edge", "type": "quantitative", "title": y_title},
+                          "tooltip": [{"field": x, "title": "η"}, {"field": "_edge", "title": "2/η (full-batch GD)", "format": ".4g"}]}},
+            {"mark": {"type": "text", "dy": -7, "fontSize": 10},
+             "encoding": {"x": {"field": x, "type": "quantitative"}, "y": {"field": "_edge", "type": "quantitative"},
+                          "text": {"value": "2/η"}}},
+        ],
+    }
+
+
+def ring(x: str, y: str, only: str) -> dict[str, Any]:
+    """Open black circles around the points whose boolean field ``only`` is true."""
+    return {
+        "transform": [{"filter": f"datum['{only}'] === true"}],
+        "mark": {"type": "point", "shape": "circle", "size": 110, "color": "black", "strokeWidth": 1, "filled": False},
+        "encoding": {"x": {"field": x, "type": "quantitative"}, "y": {"field": y, "type": "quantitative"}},
     }
 
 
@@ -479,7 +515,13 @@ def cost_chart(rows: Sequence[Mapping[str, Any]], log: bool) -> dict[str, Any]:
 
     rows: {measure, seconds, text}.
     """
-    x = {"field": "seconds", "type": "quantitative", "title": "median seconds per run (s)", "scale": {"type": "log"} if log else {"zero": True}}
+    x: dict[str, Any] = {"field": "seconds", "type": "quantitative", "title": "median seconds per run (s)",
+                         "scale": {"type": "log"} if log else {"zero": True}}
+    seconds = [float(r["seconds"]) for r in rows if r.get("seconds") is not None and float(r["seconds"]) > 0]
+    if log and seconds:
+        ticks = decade_ticks(min(seconds), max(seconds))
+        x["scale"] = {"type": "log", "domain": [ticks[0], ticks[-1]]}
+        x["axis"] = {"values": ticks, "format": "~g", "labelOverlap": False, "grid": True}
     return _spec(
         {
             "data": {"name": "cost"},
@@ -497,3 +539,58 @@ def cost_chart(rows: Sequence[Mapping[str, Any]], log: bool) -> dict[str, Any]:
         },
         {"cost": list(rows)},
     )
+
+
+# --- verdict matrix ----------------------------------------------------------------------------------------------
+
+VERDICT_COLOURS = {"holds": "#4e9a4e", "weakens": "#e3b341", "reverses": "#c0392b", "not testable": "#d9d9d9"}
+
+
+def verdict_matrix(rows: Sequence[Mapping[str, Any]], *, title: str, evidence_target: str | None = None) -> dict[str, Any]:
+    """Measure × intervention cells coloured by verdict, one block of rows per measure family.
+
+    rows: {family, measure, intervention, verdict, pooled, within, n, evidence}, in display order. With
+    ``evidence_target`` the page writes a clicked cell's evidence into that element (``usermeta.clickText``).
+    """
+    families = list(dict.fromkeys(r["family"] for r in rows))
+    colour = {
+        "field": "verdict",
+        "type": "nominal",
+        "title": "relation to the target",
+        "scale": {"domain": list(VERDICT_COLOURS), "range": list(VERDICT_COLOURS.values())},
+        "legend": {"orient": "top"},
+    }
+    tooltip = [
+        {"field": "measure"}, {"field": "intervention"}, {"field": "verdict"},
+        {"field": "pooled", "title": "τ pooled"}, {"field": "within", "title": "τ within each level"},
+        {"field": "n", "title": "runs"}, {"field": "evidence"},
+    ]
+    body: dict[str, Any] = {
+        "data": {"name": "cells"},
+        "title": title,
+        "facet": {"row": {"field": "family", "type": "nominal", "sort": families, "title": None,
+                          "header": {"labelAngle": 0, "labelOrient": "left", "labelAlign": "left", "labelFontWeight": "bold",
+                                     "labelFontSize": 12, "labelPadding": 6}}},
+        "spacing": 6,
+        "spec": {
+            "width": {"step": 120},
+            "height": {"step": 20},
+            "encoding": {
+                "x": {"field": "intervention", "type": "nominal", "sort": None, "title": "intervention",
+                      "axis": {"orient": "top", "labelAngle": 0, "labelOverlap": False, "labelLimit": 118}},
+                "y": {"field": "measure", "type": "nominal", "sort": None, "title": None,
+                      "axis": {"labelLimit": 240, "labelOverlap": False}},
+            },
+            "layer": [
+                {"mark": {"type": "rect", "stroke": "white", "strokeWidth": 1, "cursor": "pointer"},
+                 "encoding": {"color": colour, "tooltip": tooltip}},
+                {"mark": {"type": "text", "fontSize": 10.5},
+                 "encoding": {"text": {"field": "verdict"}, "tooltip": tooltip,
+                              "color": {"condition": {"test": "datum.verdict === 'reverses'", "value": "white"}, "value": "black"}}},
+            ],
+        },
+        "resolve": {"scale": {"y": "independent"}},
+    }
+    if evidence_target:
+        body["usermeta"] = {"clickText": {"field": "evidence", "target": evidence_target, "prefix": ["measure", "intervention", "verdict"]}}
+    return _spec(body, {"cells": list(rows)})

@@ -12,7 +12,7 @@ from typing import Any, Iterable, Sequence
 
 import polars as pl
 
-from analyze.columns import GEN, HP, MEASURE, TAG, TIME
+from analyze.columns import DIAG, GEN, HP, MEASURE, TAG, TIME
 
 MAX_POINTS = 5000  # a scatter with more runs shows a seeded random sample of this many (and says so)
 MAX_GROUP_LEVELS = 12  # a column with more distinct values is not offered as a colour grouping
@@ -55,7 +55,7 @@ CURVE_LABELS = {
 
 def short(column: str) -> str:
     """``measure.hessian_trace`` → ``hessian_trace`` (and likewise for the other prefixes)."""
-    for prefix in (MEASURE, GEN, HP, TIME, TAG):
+    for prefix in (MEASURE, DIAG, GEN, HP, TIME, TAG):
         if column.startswith(prefix):
             return column[len(prefix) :]
     return column

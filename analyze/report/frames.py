@@ -22,6 +22,10 @@ class FrameSpec:
 FRAMES: dict[str, FrameSpec] = {
     f.key: f
     for f in (
+        FrameSpec("verdict_matrix", ("measure", "family", "intervention", "verdict", "evidence"),
+                  "analyze.stats.suite.report_frames (one row per measure × intervention)"),
+        FrameSpec("reversal_explanations", ("measure", "sentence"), "analyze.stats.suite.report_frames (pooled relations of the unexpected sign)"),
+        FrameSpec("verdict_sentences", ("sentence",), "analyze.stats.suite.report_frames (the verdict in sentences)"),
         FrameSpec("rank", ("measure", "kendall_tau"), "analyze.stats.rank_measures (python -m analyze rank)"),
         FrameSpec("correlations", ("measure", "target", "kendall_tau"), "analyze.stats.correlations (every measure × target)"),
         FrameSpec("partial", ("measure", "covariates", "kendall_tau"), "analyze.stats.partial_correlations (--covariates)"),
@@ -31,6 +35,7 @@ FRAMES: dict[str, FrameSpec] = {
         FrameSpec("sign_error_envs", ("measure", "axis", "error"), "per-environment sign-errors (one row per kept environment)"),
         FrameSpec("cmi", ("measure", "cmi"), "analyze.stats.conditional_mutual_information (python -m analyze cmi)"),
         FrameSpec("flags", ("flag", "sentence"), "analyze.stats.break_flags (python -m analyze flags)"),
+        FrameSpec("flag_coverage", ("axis", "n_tested", "n_untestable"), "analyze.stats.flags.flag_coverage (relationships tested per intervention)"),
         FrameSpec("flag_evidence", ("measure", "axis", "group"), "analyze.stats.flags.evidence_frame (the comparisons behind the flags)"),
         FrameSpec("cost", ("measure", "median_seconds"), "median time.<measure> per run and its ratio to the cheapest"),
         FrameSpec("curves", ("run_id", "metric", "step", "value"), "analyze.ledger.curves (training curves from MLflow)"),

@@ -64,13 +64,25 @@ def table(
     links: Mapping[str, Callable[[Any], str | None]] | None = None,
     css: str = "",
     wide: tuple[str, ...] = (),
+    notes: str | None = "note",
+    scroll: bool = False,
 ) -> str:
     """An HTML table of a polars frame; every cell escaped; floats rounded for reading; ``links`` turn a column's
-    cells into links (the function maps a cell value to a URL, or None for plain text); ``wide`` columns hold prose."""
+    cells into links (the function maps a cell value to a URL, or None for plain text); ``wide`` columns hold prose.
+
+    The ``notes`` column (prose that would widen the table past the screen) is listed under the table instead, each
+    distinct note once, numbered, and the row's first cell carries its number as ``[k]``. ``scroll`` puts the table
+    (not its notes) in a box that scrolls when the table is taller or wider than the page.
+    """
     links = links or {}
+    note_texts: list[str | None] = [None] * min(len(frame), max_rows)
+    if notes and notes in frame.columns:
+        note_texts = [None if v is None or str(v) == "" else str(v) for v in frame[notes].head(max_rows).to_list()]
+        frame = frame.drop(notes)
+    numbers = {t: i + 1 for i, t in enumerate(dict.fromkeys(t for t in note_texts if t))}
     head = "".join(f"<th>{escape(c)}</th>" for c in frame.columns)
     rows = []
-    for row in frame.head(max_rows).iter_rows():
+    for row, note_text in zip(frame.head(max_rows).iter_rows(), note_texts):
         cells = []
         for col, v in zip(frame.columns, row):
             if isinstance(v, float):
@@ -85,10 +97,17 @@ def table(
                 cells.append(f"<td class='wide'>{escape(v)}</td>")
             else:
                 cells.append(f"<td>{escape(v)}</td>")
+        if note_text and cells:
+            cells[0] = cells[0].replace("</td>", f" <sup class='tn'>[{numbers[note_text]}]</sup></td>", 1)
         rows.append("<tr>" + "".join(cells) + "</tr>")
     more = f"<p class='note'>{len(frame) - max_rows} more rows not shown.</p>" if len(frame) > max_rows else ""
+    listed = "".join(f"<li>{escape(t)}</li>" for t in numbers)
+    below = f"<ol class='table-notes'>{listed}</ol>" if listed else ""
     cls = " ".join(c for c in ("sortable" if sortable else "", css) if c)
-    return f"<table class='{cls}'><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>{more}"
+    html = f"<table class='{cls}'><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    if scroll:
+        html = f"<div class='scroll'>{html}</div>"
+    return f"{html}{below}{more}"
 
 
 @dataclass
@@ -162,6 +181,9 @@ td.num {{ text-align: right; font-variant-numeric: tabular-nums; white-space: no
 .verdict li {{ margin: .35em 0; }} .num-aside {{ color: #444; font-size: .9em; font-variant-numeric: tabular-nums; }}
 .side {{ display: flex; gap: 2em; flex-wrap: wrap; align-items: flex-start; }} .side > div {{ flex: 1 1 420px; }}
 td.wide {{ min-width: 30em; }}
+.evidence {{ background: #f7f7f2; border-left: 3px solid #bbb; padding: .4em .7em; font-size: .9em; max-width: 60em; }}
+ol.table-notes {{ font-size: .8em; color: #555; margin: .2em 0 .8em; padding-left: 2.2em; max-width: 70em; }}
+sup.tn {{ color: #555; }}
 .scroll {{ max-height: 32em; overflow: auto; display: inline-block; max-width: 100%; }}
 .vega-embed {{ display: inline-flex !important; flex-direction: column; }} .vega-bindings {{ order: -1; font-size: .9em; margin: .2em 0 .4em; }}
 </style></head>
@@ -178,7 +200,19 @@ td.wide {{ min-width: 30em; }}
     var node = document.getElementById(el.id + '-spec');
     var spec = JSON.parse(node.textContent);
     vegaEmbed('#' + el.id, spec, {{actions: false, renderer: node.dataset.renderer || 'svg'}})
-      .then(function (result) {{ window.flatlasViews[el.id] = result.view; rendered += 1; document.body.dataset.rendered = rendered; }})
+      .then(function (result) {{
+        window.flatlasViews[el.id] = result.view;
+        var click = spec.usermeta && spec.usermeta.clickText;  // a clicked mark's text field is written into an element
+        if (click) {{
+          result.view.addEventListener('click', function (event, item) {{
+            var d = item && item.datum, out = document.getElementById(click.target);
+            if (!d || !out || d[click.field] === undefined) return;
+            var lead = (click.prefix || []).map(function (k) {{ return d[k]; }}).filter(function (v) {{ return v !== undefined && v !== ''; }});
+            out.textContent = (lead.length ? lead.join(' · ') + ': ' : '') + d[click.field];
+          }});
+        }}
+        rendered += 1; document.body.dataset.rendered = rendered;
+      }})
       .catch(function (err) {{ failed += 1; document.body.dataset.failed = failed; console.error('chart ' + el.id + ': ' + err); }});
   }});
   document.querySelectorAll('table.sortable th').forEach(function (th) {{

@@ -39,23 +39,51 @@ def _rows(frame: pl.DataFrame, cols: dict[str, str], colour: str | None) -> list
     return records(frame.select(exprs))
 
 
+GD_OPTIMIZERS = ("sgd", "gd")  # plain gradient descent when the batch is the whole training set and momentum is 0
+
+
+def full_batch_gd(frame: pl.DataFrame) -> pl.Series:
+    """Per run: trained by full-batch gradient descent (optimizer sgd/gd, no momentum, batch ≥ |S| + |A|)? The 2/η
+    edge of stability (paper 004) is a statement about exactly these runs, not about Adam or minibatch SGD."""
+    n = frame.height
+    if "hp.optimizer" not in frame.columns or "hp.batch_size" not in frame.columns or "hp.n_train" not in frame.columns:
+        return pl.Series([False] * n)
+    n_fit = pl.col("hp.n_train").cast(pl.Float64, strict=False) + (
+        pl.col("hp.attack_size").cast(pl.Float64, strict=False).fill_null(0) if "hp.attack_size" in frame.columns else pl.lit(0.0))
+    momentum = pl.col("hp.momentum").cast(pl.Float64, strict=False).fill_null(0) if "hp.momentum" in frame.columns else pl.lit(0.0)
+    gd = (pl.col("hp.optimizer").cast(pl.Utf8).str.to_lowercase().is_in(list(GD_OPTIMIZERS))
+          & (momentum == 0) & (pl.col("hp.batch_size").cast(pl.Float64, strict=False) >= n_fit))
+    return frame.select(gd.fill_null(False).alias("gd"))["gd"]
+
+
 def lambda_max_vs_lr(inp: Inputs, page: Page) -> str | None:
-    """Paper 004: λ_max against η, with the 2/η line full-batch GD hovers at (edge of stability)."""
+    """Paper 004: λ_max against η, with the 2/η line drawn only where full-batch GD runs were trained."""
     done = inp.done
     y_col = next((c for c in ("measure.lambda_max", "measure.lambda_max_between_iterates") if c in done.columns and finite_values(done, c).len()), None)
     if y_col is None or not _varies(done, "hp.lr"):
         return None
     data = done.filter(pl.col(y_col).cast(pl.Float64, strict=False).is_finite() & (pl.col("hp.lr").cast(pl.Float64, strict=False) > 0))
     data, sampled = sample(data, inp.max_points, inp.seed)
-    colour = _colour(data, "hp.batch_size", "hp.optimizer", "tag.intervention")
-    rows = _rows(data, {"lr": "hp.lr", "lam": y_col}, colour)
+    gd = full_batch_gd(data)
+    colour = _colour(data, "hp.optimizer", "hp.batch_size", "tag.intervention")
+    rows = [{**r, "gd": bool(g)} for r, g in zip(_rows(data, {"lr": "hp.lr", "lam": y_col}, colour), gd.to_list())]
+    n_gd = int(gd.sum())
+    if n_gd:
+        subtitle = (f"dashed: 2/η, the edge of stability of full-batch gradient descent, drawn at the learning rates of the "
+                    f"{n_gd} full-batch GD run(s) only (ringed)")
+        extra = [charts.edge_of_stability_line("lr", label(y_col), only="gd"), charts.ring("lr", "lam", only="gd")]
+    else:
+        subtitle = "no full-batch gradient-descent run here, so the 2/η line (paper 004) is not drawn"
+        extra = []
     spec = charts.scatter(
         rows, x="lr", y="lam", x_title="learning rate η", y_title=label(y_col), title="λ_max against learning rate (paper 004)",
-        subtitle="dashed: 2/η, where full-batch gradient descent sits at the edge of stability",
-        color="colour" if colour else None, color_title=short(colour) if colour else "", x_log=True,
-        y_log=bool(finite_values(data, y_col).min() > 0), extra_layers=[charts.edge_of_stability_line("lr", label(y_col))],
+        subtitle=subtitle, color="colour" if colour else None, color_title=short(colour) if colour else "", x_log=True,
+        y_log=bool(finite_values(data, y_col).min() > 0), extra_layers=extra,
     )
-    return "<h3>λ_max against learning rate</h3>" + page.add_chart(spec, renderer=renderer_for(len(rows)), label="lambda max vs lr") + note(sampled)
+    text = ("The edge of stability (λ_max → 2/η) describes full-batch gradient descent (optimizer sgd without momentum, "
+            "batch ≥ |S| + |A|); Adam and minibatch SGD runs are drawn without a reference line. ")
+    return ("<h3>λ_max against learning rate</h3>" + page.add_chart(spec, renderer=renderer_for(len(rows)), label="lambda max vs lr")
+            + note(text + f"{n_gd} of {len(rows)} runs are full-batch GD. " + sampled))
 
 
 def _final_step(frame: pl.DataFrame) -> pl.DataFrame:
@@ -171,9 +199,10 @@ def margin_distributions(inp: Inputs, page: Page) -> str | None:
 
 
 def volume_sharpness(inp: Inputs, page: Page) -> str | None:
-    """Paper 002 figures 3–4: log volume and sharpness against test error, per optimizer."""
+    """Paper 002 figures 3–4: log volume and sharpness against test error, per optimizer (says which is missing)."""
     done = inp.done
-    measures = [c for c in (f"{MEASURE}log_volume", f"{MEASURE}sharpness") if c in done.columns and finite_values(done, c).len()]
+    wanted = (f"{MEASURE}log_volume", f"{MEASURE}sharpness")
+    measures = [c for c in wanted if c in done.columns and finite_values(done, c).len()]
     y_col = next((c for c in ("gen.test_err", "gen.test_acc") if c in done.columns), None)
     if not measures or y_col is None or not _varies(done, "hp.optimizer"):
         return None
@@ -184,6 +213,13 @@ def volume_sharpness(inp: Inputs, page: Page) -> str | None:
         spec = charts.scatter(rows, x="m", y="y", x_title=label(m), y_title=label(y_col), title=f"{short(m)} vs {short(y_col)}",
                               color="colour", color_title="optimizer", x_log=spans_decades(finite_values(data, m)))
         parts.append(page.add_chart(spec, renderer=renderer_for(len(rows)), label=f"{short(m)} vs test error"))
+    absent = [short(c) for c in wanted if c not in measures]
+    if absent:
+        parts.append(f"<p class='missing'>{' and '.join(absent)} was not computed in this sweep, so only "
+                     f"{' and '.join(short(c) for c in measures)} is drawn. Paper 002's point is the contrast between the two: "
+                     "add <code>\"log_volume\"</code> to the spec's <code>measures</code> (as the built-in <code>volume</code> sweep does; "
+                     "it needs the fcn architecture) to see it.</p>" if "log_volume" in absent else
+                     f"<p class='missing'>{' and '.join(absent)} was not computed in this sweep; add it to the spec's measures.</p>")
     return "".join(parts) + note(sampled)
 
 

@@ -14,7 +14,8 @@ from urllib.parse import quote
 
 import polars as pl
 
-from analyze.columns import HP, TIME, measure_columns
+from analyze.columns import DIAG, HP, TIME, measure_columns
+from analyze.columns import MEASURE as MEASURE_PREFIX
 from analyze.ledger import ledger_hash
 from analyze.report import charts
 from analyze.report.data import (
@@ -35,7 +36,7 @@ from analyze.report.page import Page, escape, fmt_number, table
 
 MAX_PANELS = 12  # per-measure scatter panels drawn (best-ranked first); the ranking lists every measure
 MAX_CDF_MEASURES = 6  # sign-error CDF lines per axis
-MAX_MATRIX = 12  # measures (rows and controls) in the partial-correlation matrix drawn
+MAX_MATRIX = 10  # measures (rows and controls) in the partial-correlation matrix drawn
 INFO_FLAGS = ("too_small",)  # flags that say a relationship was not tested, not that it breaks
 MAX_CURVE_RUNS = 60  # training curves drawn per chart (a seeded sample beyond that)
 MAX_CURVE_POINTS = 20_000  # curve points drawn; longer curves keep every k-th evaluation
@@ -44,6 +45,9 @@ CANVAS_ABOVE = 6000  # marks beyond which a chart draws on canvas instead of SVG
 # Bookkeeping outputs of measures (standard errors, iteration counts, convergence flags) are not panels.
 DIAGNOSTIC_SUFFIXES = ("_se", "_n_hvp", "_converged", "_residual", "_at", "_n_correct")
 ALL_AXES = "ALL"
+# The flatness measures the toolkit exists for: drawn whenever the sweep computed them, not only when they rank high.
+MISSION = ("hessian_trace", "lambda_max", "sharpness", "pacbayes_flatness", "pacbayes_mag_flatness", "log_volume")
+MIN_CELL_CONFIGS = 3  # granulated Kendall: a cell needs this many configurations for a τ worth showing
 
 
 @dataclass(frozen=True)
@@ -107,6 +111,27 @@ def ranked_measures(inp: Inputs) -> list[str]:
         return present
     order = [m for m in rank["measure"].to_list() if m in present]
     return order + [m for m in present if m not in order]
+
+
+def featured_measures(inp: Inputs, limit: int) -> list[str]:
+    """The measures a chart draws: every flatness measure the mission names that the sweep computed (``MISSION``),
+    then the best-ranked others, ``limit`` in all (more when the mission's measures alone exceed it)."""
+    measures = [m for m in ranked_measures(inp) if not short(m).endswith(DIAGNOSTIC_SUFFIXES)]
+    mission = [m for m in (f"measure.{k}" for k in MISSION) if m in measures]
+    rest = [m for m in measures if m not in mission]
+    return mission + rest[: max(0, limit - len(mission))]
+
+
+def diagnostics_of(measure: str, columns: Sequence[str]) -> list[str]:
+    """The ``diag.*`` columns of a measure: those named after it (``diag.hessian_trace_se`` for hessian_trace),
+    each given to the longest measure name it starts with."""
+    names = [short(c) for c in columns if c.startswith(MEASURE_PREFIX)]
+    out = []
+    for d in (c for c in columns if c.startswith(DIAG)):
+        owners = [n for n in names if short(d).startswith(n + "_")]
+        if owners and max(owners, key=len) == short(measure):
+            out.append(d)
+    return out
 
 
 def rank_rows(inp: Inputs) -> dict[str, dict[str, Any]]:
@@ -187,76 +212,6 @@ def direction_phrase(row: Mapping[str, Any]) -> str:
     return ""
 
 
-def verdict(inp: Inputs, page: Page, top: int = 3) -> str:
-    """The top measures by |τ| and the flags raised, in sentences first, numbers beside them."""
-    rank = inp.frame("rank")
-    conf = inp.meta.get("confidence")
-    conf_text = f"{float(conf) * 100:g}% CI" if conf is not None else "CI"
-    items: list[str] = []
-    aside = ""
-    if rank is None:
-        items.append(missing(inp.why("rank")))
-    else:
-        ok = rank.filter(pl.col("kendall_tau").is_not_null() & pl.col("kendall_tau").is_finite())
-        best = ok.head(top)
-        for i, r in enumerate(best.iter_rows(named=True)):
-            tau = float(r["kendall_tau"])
-            ci = _ci(r.get("kendall_ci_low"), r.get("kendall_ci_high"))
-            lead = "predicts" if i == 0 else "also tracks" if abs(tau) >= 0.1 else "barely tracks"
-            excludes = ""
-            lo, hi = _f(r.get("kendall_ci_low")), _f(r.get("kendall_ci_high"))
-            if lo is not None and hi is not None:
-                excludes = "; its interval excludes 0" if lo > 0 or hi < 0 else "; its interval includes 0"
-            items.append(
-                f"<li><b>{escape(short(r['measure']))}</b> {lead} <code>{escape(inp.target)}</code> {strength(tau)} "
-                f"({'positively' if tau > 0 else 'negatively'}), {direction_phrase(r)}{excludes}. "
-                f"<span class='num-aside'>τ = {tau:+.3f}{' ' + escape(conf_text + ' ' + ci) if ci else ''}, n = {escape(r.get('n'))}</span></li>"
-            )
-        if best.height == 0:
-            items.append("<li>No measure has a defined Kendall τ with the target (see the notes in the ranking).</li>")
-        if "reversed" in rank.columns:
-            rev = rank.filter(pl.col("reversed").fill_null(False))
-            sig = rev.filter(pl.col("reversal_significant").fill_null(False)) if "reversal_significant" in rank.columns else rev.head(0)
-            if rev.height:
-                names = ", ".join(f"<b>{escape(short(m))}</b>" for m in rev["measure"].to_list()[:8])
-                more = f" and {rev.height - 8} more" if rev.height > 8 else ""
-                items.append(
-                    f"<li class='flag'>{rev.height} measure(s) correlate with the sign the literature does not expect: "
-                    f"{names}{more}; {sig.height} of them significantly.</li>"
-                )
-        cols = [c for c in ("rank", "measure", "n", "kendall_tau", "kendall_ci_low", "kendall_ci_high", "direction") if c in rank.columns]
-        aside = table(best.select(cols).with_columns(pl.col("measure").map_elements(short, return_dtype=pl.Utf8)), sortable=False)
-    flags = inp.frame("flags")
-    flag_aside = ""
-    if flags is None:
-        flag_html = missing(inp.why("flags"))
-    elif flags.height == 0:
-        flag_html = "<p>No flags were raised: nothing in the flags frame says the relationship breaks.</p>"
-    else:
-        is_info = pl.col("flag").cast(pl.Utf8).is_in(list(INFO_FLAGS))
-        breaks, info = flags.filter(~is_info), flags.filter(is_info)
-        untested = (f"<p class='note'>{info.height} relationship(s) were not tested because a group had too few runs "
-                    "(flag too_small; see the flags table).</p>") if info.height else ""
-        if breaks.height == 0:
-            flag_html = "<p class='good'>No break was flagged among the relationships tested.</p>" + untested
-        else:
-            sentences = breaks["sentence"].to_list()
-            kinds = breaks["flag"].cast(pl.Utf8).value_counts(sort=True)
-            summary = ", ".join(f"{n} × {escape(k)}" for k, n in kinds.iter_rows())
-            shown = "".join(f"<li>{escape(s)}</li>" for s in sentences[:8])
-            more = f"<p class='note'>{len(sentences) - 8} more in the flags table.</p>" if len(sentences) > 8 else ""
-            flag_html = f"<p class='flag'><b>{breaks.height} break(s) flagged</b> ({summary}):</p><ul class='verdict'>{shown}</ul>{more}{untested}"
-            numbers = [c for c in ("flag", "measure", "group", "n_group", "r_group", "r_reference", "p_adj") if c in breaks.columns]
-            head = breaks.head(8).select(numbers)
-            if "measure" in numbers:
-                head = head.with_columns(pl.col("measure").cast(pl.Utf8).map_elements(short, return_dtype=pl.Utf8))
-            flag_aside = table(head, sortable=False)
-    return (
-        f"<div class='side'><div><ul class='verdict'>{''.join(items)}</ul></div><div>{aside}</div></div>"
-        f"<div class='side'><div>{flag_html}</div><div>{flag_aside}</div></div>"
-    )
-
-
 # --- ranking -----------------------------------------------------------------------------------------------------
 
 COEFFICIENTS = (("kendall_tau", "kendall", "Kendall τ"), ("spearman_rho", "spearman", "Spearman ρ"), ("pearson_r", "pearson", "Pearson r"))
@@ -292,7 +247,7 @@ def ranking(inp: Inputs, page: Page) -> str:
         parts.append(note(f"{undefined.height} measure(s) have no defined τ (see the note column below)."))
     parts.append(all_targets(inp, page))
     cols = [c for c in rank.columns if c not in ("target",)]
-    parts.append("<h3>Ranking table</h3><div class='scroll'>" + table(rank.select(cols)) + "</div>")
+    parts.append("<h3>Ranking table</h3>" + table(rank.select(cols), scroll=True))
     cmi = inp.frame("cmi")
     parts.append("<h3>Conditional mutual information (PGDL scoring)</h3>")
     parts.append(table(cmi.drop([c for c in ("target",) if c in cmi.columns])) if cmi is not None else missing(inp.why("cmi")))
@@ -321,32 +276,42 @@ def all_targets(inp: Inputs, page: Page) -> str:
 
 
 def panel_measures(inp: Inputs) -> list[str]:
-    return [m for m in ranked_measures(inp) if not short(m).endswith(DIAGNOSTIC_SUFFIXES)]
+    """Every measure that has a panel, mission measures first (diagnostics never: they are not measures)."""
+    return featured_measures(inp, len(ranked_measures(inp)))
 
 
 def panels(inp: Inputs, page: Page) -> str:
-    """Each measure against the target, coloured by intervention, a regression line per group, linked brushing."""
+    """Each measure against the target, coloured by intervention, a regression line per group, linked brushing.
+
+    The flatness measures of ``MISSION`` the sweep computed are always drawn, then the best-ranked others up to
+    ``MAX_PANELS``; each point's tooltip shows the measure's diagnostics (standard error, HVP count, ...)."""
     done = inp.done
     if inp.target not in done.columns:
         return missing(f"The ledger has no column {inp.target}; nothing to plot the measures against.")
     measures = panel_measures(inp)
     if not measures:
         return missing("The ledger has no measure column with finite values.")
-    shown, rest = measures[:MAX_PANELS], measures[MAX_PANELS:]
+    shown = featured_measures(inp, MAX_PANELS)
+    rest = [m for m in measures if m not in shown]
     groups = groupings(done)
     data = done.filter(pl.col(inp.target).cast(pl.Float64, strict=False).is_finite())
     data, sampled = sample(data, inp.max_points, inp.seed)
     keys = field_keys("x", len(shown))
     gkeys = field_keys("g", len(groups))
+    diags = {m: diagnostics_of(m, done.columns) for m in shown}
+    dcols = list(dict.fromkeys(d for ds in diags.values() for d in ds))
+    dkeys = dict(zip(dcols, field_keys("d", len(dcols))))
     cols = [pl.col("run_id").cast(pl.Utf8).alias("id"), pl.col(inp.target).cast(pl.Float64).alias("y")]
     cols += [pl.col(m).cast(pl.Float64, strict=False).alias(k) for m, k in zip(shown, keys)]
+    cols += [pl.col(d).cast(pl.Float64, strict=False).alias(k) for d, k in dkeys.items()]
     frame = data.select(cols).with_columns([group_labels(data, g).alias(k) for g, k in zip(groups, gkeys)])
     ranks = rank_rows(inp)
     specs = []
     for m, k in zip(shown, keys):
         tau = _f(ranks.get(m, {}).get("kendall_tau"))
         title = short(m) + (f"  (τ = {tau:+.2f})" if tau is not None else "")
-        specs.append({"key": k, "title": label(m), "panel_title": title, "log": spans_decades(finite_values(frame, k))})
+        specs.append({"key": k, "title": label(m), "panel_title": title, "log": spans_decades(finite_values(frame, k)),
+                      "tips": [(dkeys[d], short(d)) for d in diags[m]]})
     y_log = spans_decades(finite_values(frame, "y"))
     levels = max((frame[k].n_unique() for k in gkeys), default=1)
     spec = charts.panels_chart(records(frame), specs, label(inp.target), y_log, [(k, g.title) for g, k in zip(groups, gkeys)], max_levels=levels)
@@ -361,6 +326,9 @@ def panels(inp: Inputs, page: Page) -> str:
         notes.append("Axes spanning two or more decades are logarithmic.")
     if rest:
         notes.append(f"{len(rest)} more measure(s) are in the ranking but not drawn here: {', '.join(short(m) for m in rest)}.")
+    if dcols:
+        notes.append(f"Hover a point for its measure's diagnostics ({', '.join(short(d) for d in dcols)}): they describe how "
+                     "well the measure was estimated and are never ranked or drawn as measures.")
     if not groups:
         notes.append("No intervention or hyperparameter takes between 2 and 12 values, so runs are not coloured by group.")
     return html + "".join(note(n) for n in notes)
@@ -373,27 +341,92 @@ def _axis_label(axis: str) -> str:
     return "Ψ (mean over axes)" if axis == ALL_AXES else short(axis)
 
 
+def too_few_configs(row: Mapping[str, Any]) -> bool:
+    """A granulated row whose cells hold fewer than ``MIN_CELL_CONFIGS`` configurations on average (or that the
+    statistics marked so): with two points per cell every τ is ±1, which says nothing."""
+    text = str(row.get("note") or "")
+    if "not enough" in text or "fewer than" in text:
+        return True
+    if row.get("n_cells_small") is not None:  # the statistics count (and leave out) the cells that are too small
+        return not row.get("n_cells") and bool(row.get("n_cells_small"))
+    cells = (row.get("n_cells") or 0) + (row.get("n_cells_undefined") or 0)
+    return cells > 0 and (row.get("n_points") or 0) < MIN_CELL_CONFIGS * cells
+
+
 def granulated(inp: Inputs, page: Page) -> str:
-    """Heatmap of ψ_i (measure × hyperparameter axis), Jiang et al. 2020."""
+    """Heatmap of ψ_i (measure × hyperparameter axis), Jiang et al. 2020; cells from fewer than 3 configurations
+    per cell say "not enough runs" instead of a saturated ±1."""
     g = inp.frame("granulated")
     if g is None:
         return missing(inp.why("granulated"))
     order = {m: i for i, m in enumerate(ranked_measures(inp))}
-    g = g.with_columns(pl.col("measure").replace_strict(order, default=len(order), return_dtype=pl.Int64).alias("_o")).sort("_o")
+    g = g.with_columns(pl.col("measure").replace_strict(order, default=len(order), return_dtype=pl.Int64).alias("_o")).sort("_o", maintain_order=True)
     axes = list(dict.fromkeys(a for a in g["axis"].to_list() if a != ALL_AXES)) + ([ALL_AXES] if ALL_AXES in g["axis"].to_list() else [])
+    few = {(r["measure"], r["axis"]) for r in g.iter_rows(named=True) if r["axis"] != ALL_AXES and too_few_configs(r)}
+    blank = {a for a in axes if a != ALL_AXES and all(_f(r["psi"]) is None or (r["measure"], a) in few
+                                                      for r in g.filter(pl.col("axis") == a).iter_rows(named=True))}
+    testable = [a for a in axes if a != ALL_AXES and a not in blank]
+    why_blank = []
+    for a in sorted(blank):
+        first = g.filter(pl.col("axis") == a).row(0, named=True)
+        why_blank.append(f"{short(a)}: " + ("not enough runs (fewer than 3 configurations per cell; a two-level axis gives two, "
+                                             "whose τ is always ±1)" if (first["measure"], a) in few else (first.get("note") or "ψ undefined")))
+    if not testable:
+        return (f"<p class='missing'>No hyperparameter axis can be scored by granulated Kendall in this sweep. {escape('; '.join(why_blank))}. "
+                "Give an axis three or more levels (or vary it on its own) to test it.</p>"
+                + "<details><summary>table</summary>" + table(g.drop("_o")) + "</details>")
     rows = []
     for r in g.iter_rows(named=True):
         psi = _f(r["psi"])
-        tip = f"{r.get('n_cells', '?')} cells" + (f"; {r['note']}" if r.get("note") else "")
-        rows.append({"x": _axis_label(r["axis"]), "y": short(r["measure"]), "value": psi, "text": "—" if psi is None else f"{psi:+.2f}", "tip": tip})
-    rows.sort(key=lambda r: [_axis_label(a) for a in axes].index(r["x"]))
+        cells = (r.get("n_cells") or 0) + (r.get("n_cells_undefined") or 0)
+        tip = f"{r.get('n_cells', '?')} cells, {r.get('n_points', '?')} configurations" + (f"; {r['note']}" if r.get("note") else "")
+        if r["axis"] == ALL_AXES:
+            thin = [a for a in axes if a != ALL_AXES and (r["measure"], a) in few]
+            if all((r["measure"], a) in few for a in testable):
+                psi, text = None, "not enough runs"
+                tip = f"every axis has fewer than {MIN_CELL_CONFIGS} configurations per cell"
+            else:
+                text = "—" if psi is None else f"{psi:+.2f}"
+                if thin:
+                    tip += f"; axes with fewer than {MIN_CELL_CONFIGS} configurations per cell: {', '.join(short(a) for a in thin)}"
+        elif (r["measure"], r["axis"]) in few:
+            psi, text = None, "not enough runs"
+            tip = (f"{r.get('n_points', 0)} configurations in {cells} cell(s): fewer than {MIN_CELL_CONFIGS} per cell, "
+                   "where τ can only be ±1; add levels to this axis")
+        else:
+            text = "—" if psi is None else f"{psi:+.2f}"
+        rows.append({"x": _axis_label(r["axis"]), "y": short(r["measure"]), "value": psi, "text": text, "tip": tip})
     spec = charts.heatmap(rows, x_title="hyperparameter axis", y_title="measure", color_title="ψ (mean Kendall τ)",
-                          title=f"Granulated Kendall ψ with {short(inp.target)}")
+                          title=f"Granulated Kendall ψ with {short(inp.target)}", x_order=[_axis_label(a) for a in axes],
+                          cell_width=104 if few else None)
+    n_few = len({a for _, a in few})
     return (
         page.add_chart(spec, label="granulated Kendall heatmap")
         + note("ψ_i: mean Kendall τ over the cells in which only axis i varies (seeds averaged first); Ψ: mean over axes. "
                "— marks an undefined ψ (see the table).")
+        + (note(f"“not enough runs”: {n_few} axis/axes have fewer than {MIN_CELL_CONFIGS} configurations per cell (a two-level "
+                "axis gives two points per cell, whose τ is always ±1). Give the axis three or more levels to test it.") if few else "")
         + "<details><summary>table</summary>" + table(g.drop("_o")) + "</details>"
+    )
+
+
+def sign_error_empty(inp: Inputs, se: pl.DataFrame | None) -> str:
+    """Why no environment could be scored, and what would fill the section (said in the section, not in a table)."""
+    reasons: list[str] = []
+    if se is not None and "note" in se.columns:
+        keyed = se.select(pl.col("axis").cast(pl.Utf8), pl.col("note").cast(pl.Utf8)).drop_nulls().unique(maintain_order=True)
+        for axis, text in keyed.iter_rows():
+            reasons.append(f"{'all axes pooled' if axis == ALL_AXES else short(axis)}: {text}")
+    reasons += [n.split(":", 1)[1].strip() for n in inp.meta.get("notes") or [] if str(n).startswith("sign_error")]
+    min_ess = inp.meta.get("min_ess", 12)
+    why = "".join(f"<li>{escape(r)}</li>" for r in dict.fromkeys(reasons)) or f"<li>{escape(inp.why('sign_error_envs'))}</li>"
+    return (
+        f"<p class='missing'><b>No environment could be scored, so there is no sign-error to show.</b> Why:</p><ul class='note'>{why}</ul>"
+        "<p>An environment is a pair of configurations that differ in one axis; its sign-error counts only when the "
+        f"runs behind it weigh at least an effective sample size of {escape(min_ess)} (Dziugaite et al. 2020 use 12). "
+        "What fills this section: "
+        "more seeds (e.g. <code>python -m collect --seeds 0-4</code>), larger test sets, or a lower threshold "
+        "(<code>python -m analyze report --min-ess 2</code>, at the cost of noisier environments).</p>"
     )
 
 
@@ -401,8 +434,10 @@ def sign_error(inp: Inputs, page: Page) -> str:
     """CDFs of sign-error over environments per axis (Dziugaite et al. 2020), with mean, p90 and max marked."""
     se = inp.frame("sign_error")
     if se is None:
-        return missing(inp.why("sign_error"))
-    top = [m for m in ranked_measures(inp) if m in set(se["measure"].to_list())][:MAX_CDF_MEASURES]
+        return sign_error_empty(inp, None)
+    if inp.frame("sign_error_envs") is None and not any(_f(v) is not None for v in se["mean"].to_list()):
+        return sign_error_empty(inp, se) + "<details><summary>table</summary>" + table(se) + "</details>"
+    top = [m for m in featured_measures(inp, MAX_CDF_MEASURES) if m in set(se["measure"].to_list())]
     marks = [
         {"axis": r["axis"], "measure": short(r["measure"]), "statistic": s, "value": _f(r[s])}
         for r in se.filter(pl.col("measure").is_in(top)).iter_rows(named=True)
@@ -457,7 +492,7 @@ def partial(inp: Inputs, page: Page) -> str:
         shown = True
         drawn, cut = frame, ""
         if key == "partial_matrix":
-            top = [m for m in order if m in set(frame["measure"].to_list())][:MAX_MATRIX]
+            top = [m for m in featured_measures(inp, MAX_MATRIX) if m in set(frame["measure"].to_list())]
             drawn = frame.filter(pl.col("measure").is_in(top) & pl.col("control").is_in(top))
             if len(top) < frame["measure"].n_unique():
                 cut = f" Matrix cut to the {len(top)} best-ranked measures (rows and controls); the table has all {frame.height} pairs."
@@ -476,7 +511,7 @@ def partial(inp: Inputs, page: Page) -> str:
             parts.append(missing(f"Every partial τ in the '{key}' frame is undefined (too few runs, or collinear measures); see its notes below."))
         else:
             spec = charts.heatmap(rows, x_title=f"controlling for ({what})", y_title="measure", color_title="partial τ",
-                                  title=f"Partial Kendall τ with {short(inp.target)}, controlling for {what}", cell_width=118)
+                                  title=f"Partial Kendall τ with {short(inp.target)}, controlling for {what}", cell_width=100)
             parts.append(page.add_chart(spec, label=f"partial correlations ({key})"))
             parts.append(note("Cell: partial τ and, in brackets, its change Δ from the raw τ of the ranking (partial − raw)." + cut))
         parts.append("<details><summary>table</summary>" + table(frame) + "</details>")
@@ -499,14 +534,14 @@ def flags(inp: Inputs, page: Page) -> str:
     f = f.select(front + rest)
     if "measure" in f.columns:
         f = f.with_columns(pl.col("measure").cast(pl.Utf8).map_elements(short, return_dtype=pl.Utf8))
-    html = note("Click a column header to sort.") + "<div class='scroll'>" + table(f, max_rows=2000, wide=("sentence",)) + "</div>"
+    html = note("Click a column header to sort.") + table(f, max_rows=2000, wide=("sentence",), scroll=True)
     evidence = inp.frame("flag_evidence")
     if evidence is not None:
         evidence = evidence.drop([c for c in ("target",) if c in evidence.columns]).with_columns(
             pl.col("measure").cast(pl.Utf8).map_elements(short, return_dtype=pl.Utf8))
         html += ("<h3>Evidence: every group compared with the rest</h3>"
                  + note("One row per measure × group tested, flagged or not.")
-                 + "<div class='scroll'>" + table(evidence, max_rows=2000) + "</div>")
+                 + table(evidence, max_rows=2000, scroll=True))
     return html
 
 
@@ -576,17 +611,21 @@ def cost(inp: Inputs, page: Page) -> str:
 
 
 def runs(inp: Inputs, page: Page) -> str:
-    """Every run (failed ones first), run ids linked to MLflow."""
+    """Every run (failed ones first), run ids linked to MLflow, with the hyperparameters that vary and every
+    diagnostic (``diag.*``: standard errors, HVP counts, convergence) so a measure's estimate can be judged per run."""
     ledger = inp.ledger
-    cols = [c for c in ("run_id", "status", "tag.intervention", "seed", inp.target, "tag.failure_reason") if c in ledger.columns]
+    varied = [c for c in ledger.columns if c.startswith(HP) and ledger[c].drop_nulls().cast(pl.Utf8).n_unique() > 1]
+    diags = [c for c in ledger.columns if c.startswith(DIAG)]
+    cols = [c for c in ("run_id", "status", "tag.intervention", "seed", *varied, inp.target, *diags, "tag.failure_reason") if c in ledger.columns]
     frame = ledger.select(cols)
     if "status" in cols:
         frame = frame.sort(pl.col("status") == "FINISHED", maintain_order=True)
     links = {"run_id": inp.run_url} if inp.mlflow_ui else {}
-    return "<div class='scroll'>" + table(frame, links=links) + "</div>"
+    lead = note(f"{len(diags)} diagnostic column(s) (diag.*) are shown per run; they are not measures and are never ranked.") if diags else ""
+    return lead + table(frame, links=links, scroll=True)
 
 
-CONSUMED = {"rank", "correlations", "flag_evidence", "per_sample_corr", "partial", "partial_matrix", "granulated", "sign_error", "sign_error_envs", "cmi", "flags", "cost", "curves", "per_sample"}
+CONSUMED = {"flag_coverage", "verdict_matrix", "reversal_explanations", "verdict_sentences", "rank", "correlations", "flag_evidence", "per_sample_corr", "partial", "partial_matrix", "granulated", "sign_error", "sign_error_envs", "cmi", "flags", "cost", "curves", "per_sample"}
 
 
 def other(inp: Inputs, page: Page) -> str:
@@ -595,7 +634,7 @@ def other(inp: Inputs, page: Page) -> str:
     for key, frame in inp.frames.items():
         if key in CONSUMED or not isinstance(frame, pl.DataFrame):
             continue
-        parts.append(f"<h3>{escape(key)}</h3><div class='scroll'>" + table(frame) + "</div>")
+        parts.append(f"<h3>{escape(key)}</h3>" + table(frame, scroll=True))
     return "".join(parts)
 
 
@@ -606,6 +645,12 @@ def paper_views(inp: Inputs, page: Page) -> str:
     from analyze.report.paper import paper_views as views
 
     return views(inp, page)
+
+
+def verdict(inp: Inputs, page: Page) -> str:
+    from analyze.report.verdict import verdict as view
+
+    return view(inp, page)
 
 
 SECTIONS: dict[str, tuple[str, SectionFn]] = {

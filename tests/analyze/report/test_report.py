@@ -74,11 +74,12 @@ def test_every_spec_compiles_with_vega_lite(small_html: str, big_report: Path) -
 def test_verdict_sentences_quote_the_ranking(small_ledger: pl.DataFrame) -> None:
     html = render(small_ledger, {"rank": rank_frame()}, meta_for(small_ledger), sections=["verdict"])
     verdict = html.split("<section id='verdict'>")[1].split("</section>")[0]
-    assert "<b>margin_mean</b> predicts <code>gen.gap_acc</code> strongly (positively)" in verdict
+    assert "<b>margin_mean</b>: strongly positive τ with <code>gen.gap_acc</code>" in verdict
     assert "τ = +0.500 95% CI [0.30, 0.70], n = 30" in verdict
     assert "τ = -0.250 95% CI [-0.40, -0.10]" in verdict
     assert "opposite to the direction the literature expects — significantly" in verdict
-    assert "1 measure(s) correlate with the sign the literature does not expect" in verdict
+    assert "Not computed: no &#x27;reversal_explanations&#x27; frame" in verdict  # a reversal, but no explanation given
+    assert "Not computed: no &#x27;verdict_matrix&#x27; frame" in verdict
     assert "Not computed: no &#x27;flags&#x27; frame" in verdict
 
 
@@ -204,7 +205,7 @@ def test_verdict_separates_breaks_from_untested_groups(small_ledger: pl.DataFram
     table = html.split("<section id='flags'>")[1]
     assert table.index("sign_reversal") < table.index("too_small")  # breaks first
     only_small = render(small_ledger, {"flags": flags.filter(pl.col("flag") == "too_small")}, meta_for(small_ledger), sections=["verdict"])
-    assert "No break was flagged among the relationships tested." in only_small
+    assert "No break was flagged, but the report was not told how many relationships were tested" in only_small
 
 
 def test_long_curves_are_thinned_and_counters_dropped(small_ledger: pl.DataFrame) -> None:
