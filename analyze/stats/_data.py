@@ -79,21 +79,6 @@ def pick_targets(ledger: pl.DataFrame, targets: Sequence[str] | str | None = Non
     return names
 
 
-def pick_axes(ledger: pl.DataFrame, axes: Sequence[str] | None = None, *, what: str = "hyperparameter axes") -> list[str]:
-    """Hyperparameter axes: the given ``hp.*`` columns, else every ``hp.*`` column with at least two values."""
-    if axes is None:
-        cols = hp_columns(ledger.columns)
-        if not cols:
-            raise StatsError(
-                f"{what}: the ledger has no hp.* columns, so runs cannot be grouped by hyperparameter; "
-                "add the hyperparameters as hp.<name> columns (a collect sweep does this)"
-            )
-        return [c for c in cols if ledger[c].n_unique() >= 2]
-    names = [a if a.startswith((HP, "tag.")) else HP + a for a in axes]
-    require_columns(ledger, names, what)
-    return names
-
-
 def is_diagnostic(column: str) -> bool:
     """True for ``diag.*`` and for ``measure.<key>`` when the registry declares ``key`` a diagnostic output."""
     if column.startswith(DIAG):
@@ -137,17 +122,6 @@ def group_codes(ledger: pl.DataFrame, columns: Sequence[str]) -> np.ndarray:
     keyed = ledger.select([pl.col(c).cast(pl.Utf8).fill_null("\x00null") for c in columns])
     codes = keyed.select(pl.struct(pl.all()).rank("dense").alias("_g"))["_g"].to_numpy()
     return codes.astype(np.int64) - 1
-
-
-def value_labels(series: pl.Series) -> list[str]:
-    """Printable labels of a column's values (null → "none")."""
-    return ["none" if v is None else _fmt_value(v) for v in series.to_list()]
-
-
-def _fmt_value(v: object) -> str:
-    if isinstance(v, float) and v.is_integer() and abs(v) < 1e15:
-        return str(int(v)) if abs(v) >= 1 or v == 0 else str(v)
-    return str(v)
 
 
 def expected_sign(measure: str, target: str) -> int:
