@@ -249,16 +249,21 @@ def verdict_sentences(
     out: list[str] = []
     predictors = _predictors(matrix, rank, alpha)
     n_iv = matrix["intervention"].n_unique() if matrix.height else 0
-    if predictors:
+    criterion = f"Kendall τ significant after Benjamini–Hochberg at {alpha:g}"
+    if no_interventions:
+        pooled = [(m, t) for m, (t, rel) in pooled_relations(rank, alpha).items() if rel == "expected"]
+        names = ", ".join(f"{short(m)} (τ = {t:+.2f})" for m, t in pooled[:6]) or "No measure"
+        out.append(f"{names} predict{'s' if len(pooled) <= 1 else ''} {target} with the expected sign over all runs "
+                   f"({criterion}); whether that holds across interventions is unknown.")
+    elif predictors:
         shown = ", ".join(f"{short(m)} (τ = {t:+.2f})" for m, t in predictors[:6])
         more = f" and {len(predictors) - 6} more" if len(predictors) > 6 else ""
         one = len(predictors) == 1
-        out.append(f"{shown}{more} predict{'s' if one else ''} {target} with the expected sign (Kendall τ significant "
-                   f"after Benjamini–Hochberg at {alpha:g}) and hold{'s' if one else ''} along every intervention tested "
-                   f"({n_iv} intervention(s)).")
+        out.append(f"{shown}{more} predict{'s' if one else ''} {target} with the expected sign ({criterion}) and "
+                   f"hold{'s' if one else ''} along every intervention tested ({n_iv} intervention(s)).")
     else:
-        out.append(f"No measure predicts {target} with the expected sign (Kendall τ significant after "
-                   f"Benjamini–Hochberg at {alpha:g}) while holding along every intervention tested.")
+        out.append(f"No measure predicts {target} with the expected sign ({criterion}) while holding along every "
+                   "intervention tested.")
     broken = matrix.filter(pl.col("verdict").is_in(["reverses", "weakens"])) if matrix.height else matrix
     tested = matrix.filter(pl.col("verdict") != "not_testable") if matrix.height else matrix
     if no_interventions:
@@ -290,9 +295,10 @@ def verdict_sentences(
                    "or a larger scale (--scale cpu), or lower --min-group.")
     elif matrix.height:
         out.append(f"Every one of the {matrix.height} measure × intervention relationship(s) was tested.")
+    if no_interventions:
+        out.append(f"To test where the relations break, vary at least one hyperparameter in the sweep spec (a grid "
+                   f"axis) with at least {min_group} finished runs per level.")
     out = out[:6]
-    while len(out) < 3:
-        out.append("Sign-error, granulated Kendall and CMI below rank the measures on the runs that allow them.")
     return pl.DataFrame({"sentence": out}, schema={"sentence": pl.Utf8})
 
 

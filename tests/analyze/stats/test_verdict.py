@@ -110,3 +110,14 @@ def test_measures_only_never_diagnostics() -> None:
         if name in frames and "measure" in frames[name].columns:
             assert all(m.startswith("measure.") for m in frames[name]["measure"].unique()), name
     assert measure_family("measure.margin_mean") in ("margins", "other")  # "other" only when torch is missing
+
+
+def test_without_interventions_the_sentences_say_what_to_vary() -> None:
+    rng = np.random.default_rng(0)
+    gap = rng.normal(size=30)
+    frame = pl.DataFrame({"gen.gap_acc": gap, "measure.margin_mean": -gap + rng.normal(0, 0.1, 30)})
+    frames, notes = report_frames(frame, resamples=0)
+    sentences = frames["verdict_sentences"]["sentence"].to_list()
+    assert len(sentences) == 3 and frames["verdict_matrix"].height == 0
+    assert sentences[0].startswith("margin_mean (τ = -0.") and "unknown" in sentences[0]
+    assert "no hyperparameter varies" in sentences[1] and "vary at least one hyperparameter" in sentences[2]
