@@ -38,7 +38,7 @@ from scipy import stats
 
 from analyze.columns import DEFAULT_TARGET
 from analyze.stats._data import StatsError, as_float, finished_runs, pick_measures, pick_targets, sign_word
-from analyze.stats.interventions import Intervention, interventions, level_label
+from analyze.stats.interventions import TAG_COLUMN, Intervention, interventions, level_label
 from analyze.stats.multiple_testing import benjamini_hochberg
 
 MAX_LEVELS = 12
@@ -93,10 +93,13 @@ def reference_value(axis: str, values: Sequence[Any], counts: Sequence[int] | No
 
 
 def flag_interventions(runs: pl.DataFrame, group_by: Sequence[str] | None) -> list[Intervention]:
-    """The interventions the flags split runs by: those of ``analyze.stats.interventions`` plus
-    ``tag.intervention`` when it varies (or exactly the ``--group-by`` ones)."""
+    """The interventions the flags split runs by: those of ``analyze.stats.interventions`` (or exactly the
+    ``--group-by`` ones), plus ``tag.intervention`` when it varies in a ledger without ``tag.interventions`` (a
+    collect sweep's ``tag.intervention`` is the label of a run's whole combination of levels, redundant with the
+    groups ``tag.interventions`` declares: adding it would test the same split twice)."""
     found = interventions(runs, group_by)
-    if group_by is None and "tag.intervention" in runs.columns and runs["tag.intervention"].n_unique() >= 2:
+    if (group_by is None and "tag.intervention" in runs.columns and TAG_COLUMN not in runs.columns
+            and runs["tag.intervention"].n_unique() >= 2):
         found.append(Intervention(("tag.intervention",)))
     return found
 

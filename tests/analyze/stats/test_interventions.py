@@ -82,3 +82,12 @@ def test_empty_sign_error_says_why_and_what_fixes_it() -> None:
     none = sign_error(one_seed.filter(pl.col("hp.batch_size") == 32).with_columns(
         pl.when(pl.col("hp.optimizer") == "sgd").then(pl.lit(64)).otherwise(pl.lit(32)).alias("hp.batch_size")))
     assert none.filter(pl.col("axis") == "hp.optimizer+hp.lr")["reason"][0] == "no_environments"
+
+
+def test_the_run_label_tag_is_not_a_second_intervention_when_groups_are_declared() -> None:
+    frame = _zipped().with_columns(
+        (pl.lit("optim.optimizer=") + pl.col("hp.optimizer") + pl.lit(", batch=") + pl.col("hp.batch_size").cast(pl.Utf8))
+        .alias("tag.intervention"))
+    assert "tag.intervention" not in set(break_flags(frame, min_group=8)["axis"])
+    legacy = break_flags(frame.drop("tag.interventions"), min_group=8)  # an old ledger: the label is an intervention
+    assert "tag.intervention" in set(legacy["axis"])
