@@ -3,8 +3,8 @@
 Fisher's z of Spearman's ρ with the Fieller–Hartley–Pearson variance 1.06/(n − 3): the CI
 tanh(artanh ρ ± z₀.₉₇₅·√(1.06/(n − 3))), the difference statistic Z = (z_g − z_r)/√(1.06/(n_g − 3) + 1.06/(n_r − 3))
 of the weakening test, and the Simpson test's pooled ρ and n-weighted within-group z̄ = Σ(n_g − 3)z_g/Σ(n_g − 3)
-with SE √(1.06/Σ(n_g − 3)). Tolerances are 1e-9 relative (floating-point noise only), so an error of 5 % — or of
-0.1 % — in any of them fails.
+with SE √(1.06/Σ(n_g − 3)). Tolerances are 1e-9 relative with no absolute slack (floating-point noise only; tiny
+p-values are compared relatively too), so an error of 5 % — or of 0.1 % — in any of them fails.
 """
 
 from __future__ import annotations
@@ -47,19 +47,19 @@ def test_fisher_z_interval_and_weakening_statistic_by_hand() -> None:
 
     (rec,) = [r for r in flag_evidence(frame) if r["kind"] == "comparison"]
     assert (rec["n_group"], rec["n_reference"]) == (n_g, n_r)
-    assert rec["r_group"] == pytest.approx(r_g, rel=1e-9) and rec["r_reference"] == pytest.approx(r_r, rel=1e-9)
-    assert rec["ci_group"] == pytest.approx(tuple(ci_g), rel=1e-9)
-    assert rec["ci_reference"] == pytest.approx(tuple(ci_r), rel=1e-9)
-    assert rec["p_diff"] == pytest.approx(p_diff, rel=1e-9)
-    assert rec["p_reference"] == pytest.approx(p_ref, rel=1e-9)
+    assert rec["r_group"] == pytest.approx(r_g, rel=1e-9, abs=0) and rec["r_reference"] == pytest.approx(r_r, rel=1e-9, abs=0)
+    assert rec["ci_group"] == pytest.approx(tuple(ci_g), rel=1e-9, abs=0)
+    assert rec["ci_reference"] == pytest.approx(tuple(ci_r), rel=1e-9, abs=0)
+    assert rec["p_diff"] == pytest.approx(p_diff, rel=1e-9, abs=0)
+    assert rec["p_reference"] == pytest.approx(p_ref, rel=1e-9, abs=0)
 
     flags = break_flags(frame)
     (row,) = flags.filter(pl.col("flag") == "weakening").iter_rows(named=True)
     # the weakening test is intersection–union: max(p of the difference, p of the reference ρ); one test in its family
-    assert row["p_value"] == pytest.approx(max(p_diff, p_ref), rel=1e-9)
-    assert row["p_adj"] == pytest.approx(max(p_diff, p_ref), rel=1e-9)
-    assert (row["r_group_ci_low"], row["r_group_ci_high"]) == pytest.approx(tuple(ci_g), rel=1e-9)
-    assert (row["r_reference_ci_low"], row["r_reference_ci_high"]) == pytest.approx(tuple(ci_r), rel=1e-9)
+    assert row["p_value"] == pytest.approx(max(p_diff, p_ref), rel=1e-9, abs=0)
+    assert row["p_adj"] == pytest.approx(max(p_diff, p_ref), rel=1e-9, abs=0)
+    assert (row["r_group_ci_low"], row["r_group_ci_high"]) == pytest.approx(tuple(ci_g), rel=1e-9, abs=0)
+    assert (row["r_reference_ci_low"], row["r_reference_ci_high"]) == pytest.approx(tuple(ci_r), rel=1e-9, abs=0)
 
 
 def test_simpson_pooled_and_within_statistics_by_hand() -> None:
@@ -80,10 +80,10 @@ def test_simpson_pooled_and_within_statistics_by_hand() -> None:
     ci_pool = np.tanh(np.arctanh(r_pool) + np.array([-1, 1]) * Z975 * np.sqrt(1.06 / (gap.size - 3)))
 
     (rec,) = [r for r in flag_evidence(frame) if r["kind"] == "simpson"]
-    assert rec["r_pooled"] == pytest.approx(r_pool, rel=1e-9) and rec["p_pooled"] == pytest.approx(p_pool, rel=1e-9)
-    assert rec["r_within"] == pytest.approx(np.tanh(zbar), rel=1e-9)
-    assert rec["p_within"] == pytest.approx(p_within, rel=1e-9)
-    assert rec["ci_pooled"] == pytest.approx(tuple(ci_pool), rel=1e-9)
+    assert rec["r_pooled"] == pytest.approx(r_pool, rel=1e-9, abs=0) and rec["p_pooled"] == pytest.approx(p_pool, rel=1e-9, abs=0)
+    assert rec["r_within"] == pytest.approx(np.tanh(zbar), rel=1e-9, abs=0)
+    assert rec["p_within"] == pytest.approx(p_within, rel=1e-9, abs=0)
+    assert rec["ci_pooled"] == pytest.approx(tuple(ci_pool), rel=1e-9, abs=0)
     (row,) = break_flags(frame).filter(pl.col("flag") == "simpson_reversal").iter_rows(named=True)
-    assert row["p_value"] == pytest.approx(max(p_pool, p_within), rel=1e-9)
-    assert row["r_group"] == pytest.approx(np.tanh(zbar), rel=1e-9) and row["r_reference"] == pytest.approx(r_pool, rel=1e-9)
+    assert row["p_value"] == pytest.approx(max(p_pool, p_within), rel=1e-9, abs=0)
+    assert row["r_group"] == pytest.approx(np.tanh(zbar), rel=1e-9, abs=0) and row["r_reference"] == pytest.approx(r_pool, rel=1e-9, abs=0)
