@@ -543,7 +543,8 @@ def cost_chart(rows: Sequence[Mapping[str, Any]], log: bool) -> dict[str, Any]:
 
 # --- verdict matrix ----------------------------------------------------------------------------------------------
 
-VERDICT_COLOURS = {"holds": "#4e9a4e", "weakens": "#e3b341", "reverses": "#c0392b", "not testable": "#d9d9d9"}
+VERDICT_COLOURS = {"holds": "#4e9a4e", "no pooled relation": "#cfe3c4", "weakens": "#e3b341", "reverses": "#c0392b",
+                   "stays reversed": "#eba59c", "not testable": "#d9d9d9"}
 
 
 def verdict_matrix(rows: Sequence[Mapping[str, Any]], *, title: str, evidence_target: str | None = None) -> dict[str, Any]:
@@ -573,7 +574,7 @@ def verdict_matrix(rows: Sequence[Mapping[str, Any]], *, title: str, evidence_ta
                                      "labelFontSize": 12, "labelPadding": 6}}},
         "spacing": 6,
         "spec": {
-            "width": {"step": 120},
+            "width": {"step": 124},
             "height": {"step": 20},
             "encoding": {
                 "x": {"field": "intervention", "type": "nominal", "sort": None, "title": "intervention",

@@ -177,7 +177,7 @@ th {{ background: #f4f4f4; }} table.sortable th {{ cursor: pointer; }} table.sor
 td.num {{ text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }}
 .note {{ color: #666; font-size: .85em; }} .missing {{ color: #8a6d00; font-size: .9em; font-style: italic; }}
 .chart {{ display: inline-block; margin: .4em; vertical-align: top; max-width: 100%; overflow-x: auto; }}
-.flag {{ color: #a40000; }} .good {{ color: #1a6e1a; }} code {{ background: #f4f4f4; padding: 1px 4px; word-break: break-all; }}
+.flag {{ color: #a40000; }} .good {{ color: #1a6e1a; }} code {{ background: #f4f4f4; padding: 1px 4px; overflow-wrap: anywhere; }}
 .verdict li {{ margin: .35em 0; }} .num-aside {{ color: #444; font-size: .9em; font-variant-numeric: tabular-nums; }}
 .side {{ display: flex; gap: 2em; flex-wrap: wrap; align-items: flex-start; }} .side > div {{ flex: 1 1 420px; }}
 td.wide {{ min-width: 30em; }}

@@ -19,8 +19,9 @@ from analyze.report.page import Page, escape, table
 from analyze.report.sections import INFO_FLAGS, Inputs, _ci, _f, direction_phrase, missing, note, strength
 
 FAMILIES = ("margins", "norms", "Hessian trace", "λ_max", "sharpness", "PAC-Bayes", "log volume")
-VERDICTS = ("holds", "weakens", "reverses", "not_testable")
 VERDICT_TEXT = {"holds": "holds", "weakens": "weakens", "reverses": "reverses", "not_testable": "not testable"}
+# "holds" of a pooled relation that is itself reversed, or not significant, must not read as a green success.
+HOLDS_AS = {"reversed": "stays reversed", "none": "no pooled relation", "unknown": "no pooled relation"}
 MAX_REVERSALS_SHOWN = 6  # reversal sentences shown open (explained first, then intervals excluding 0); the rest folded
 EVIDENCE_ID = "verdict-evidence"  # the element a click on a matrix cell writes its evidence into
 
@@ -37,11 +38,14 @@ def matrix_rows(matrix: pl.DataFrame) -> list[dict[str, Any]]:
     for r in m.iter_rows(named=True):
         v = str(r["verdict"])
         tau = _f(r.get("tau_pooled"))
+        shown = VERDICT_TEXT.get(v, v)
+        if v == "holds" and r.get("pooled_relation") in HOLDS_AS:  # what holds is a reversal, or no relation at all
+            shown = HOLDS_AS[r["pooled_relation"]]
         rows.append({
             "family": r["family"],
             "measure": short(str(r["measure"])),
             "intervention": str(r["intervention"]),
-            "verdict": VERDICT_TEXT.get(v, v),
+            "verdict": shown,
             "pooled": "" if tau is None else f"{tau:+.3f}",
             "within": "" if r.get("tau_within") is None else str(r["tau_within"]),
             "n": r.get("n_runs"),
@@ -60,15 +64,17 @@ def matrix(inp: Inputs, page: Page) -> str:
     n_interventions = len({r["intervention"] for r in rows})
     spec = charts.verdict_matrix(rows, title=f"Does each measure's relation to {short(inp.target)} survive each intervention?",
                                  evidence_target=EVIDENCE_ID)
-    counts = {v: sum(r["verdict"] == VERDICT_TEXT[v] for r in rows) for v in VERDICTS}
-    summary = ", ".join(f"{n} {VERDICT_TEXT[v]}" for v, n in counts.items() if n)
+    counts = {v: sum(r["verdict"] == v for r in rows) for v in charts.VERDICT_COLOURS}
+    summary = ", ".join(f"{n} {v}" for v, n in counts.items() if n)
     return (
         page.add_chart(spec, label="verdict matrix")
         + f"<p id='{EVIDENCE_ID}' class='evidence'>Hover over a cell for its evidence; click it to keep the evidence here.</p>"
         + note(f"{n_measures} measure(s) × {n_interventions} intervention(s): {summary}. The verdict is the break flags' "
                "decision along that intervention (section Flags): reverses — a sign or Simpson reversal was flagged; "
                "weakens — a weakening or decoupling was flagged; holds — its levels were compared with the reference "
-               "and nothing was flagged; not testable — no level had enough runs to compare. Diagnostics (standard "
+               "and nothing was flagged (stays reversed — and the pooled relation has the sign the literature does not "
+               "expect; no pooled relation — and the pooled τ is not significant, so there was nothing to lose); "
+               "not testable — no level had enough runs to compare. Diagnostics (standard "
                "errors, HVP counts, convergence) are not measures and are not in the matrix.")
     )
 
@@ -106,7 +112,8 @@ def reversals(inp: Inputs) -> str:
 
     html = head + f"<ul class='verdict' id='reversal-explanations'>{''.join(item(r) for r in lead)}</ul>"
     if rest:
-        html += (f"<details><summary>{len(rest)} more reversal(s), most with an interval that includes 0</summary>"
+        n_clear = sum(clear(r) for r in rest)
+        html += (f"<details><summary>{len(rest)} more reversal(s) ({n_clear} with an interval that excludes 0)</summary>"
                  f"<ul class='verdict'>{''.join(item(r) for r in rest)}</ul></details>")
     return html
 

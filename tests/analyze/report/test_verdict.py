@@ -58,6 +58,15 @@ def test_matrix_opens_the_verdict_grouped_by_family_with_evidence(small_ledger: 
     assert "1 measure(s) relate to gap_acc with the sign the literature does not expect</b>; 1 of them are explained" in verdict
 
 
+def test_holding_a_reversed_or_absent_relation_is_not_shown_as_holds(small_ledger: pl.DataFrame) -> None:
+    m = matrix_frame().with_columns(pl.Series("pooled_relation", ["none", "reversed", "reversed", "expected", "expected"]))
+    html = render(small_ledger, {"verdict_matrix": m}, meta_for(small_ledger), sections=["verdict"])
+    cells = {(c["measure"], c["intervention"]): c["verdict"] for c in specs_by_label(html)["verdict matrix"]["datasets"]["cells"]}
+    assert cells[("margin_mean", "batch_size")] == "stays reversed"  # holds, but what holds is a reversal
+    assert cells[("margin_mean", "attack_size")] == "reverses"
+    assert cells[("sharpness", "batch_size")] == "no pooled relation"
+
+
 def test_no_break_only_when_relationships_were_tested(small_ledger: pl.DataFrame) -> None:
     flags = pl.DataFrame({"flag": ["too_small"], "measure": ["measure.a"], "target": ["gen.gap_acc"], "sentence": ["small"]})
     none = pl.DataFrame({"axis": ["batch_size"], "n_relationships": [4], "n_tested": [0], "n_untestable": [4]})
