@@ -56,6 +56,9 @@ def fmt_number(v: float, digits: int = 3) -> str:
     return f"{v:.{digits}f}"
 
 
+SHORT_TEXT = 24  # text cells up to this many characters never wrap (a label broken over two lines reads as two)
+
+
 def table(
     frame: pl.DataFrame,
     digits: int = 3,
@@ -95,6 +98,8 @@ def table(
                 cells.append(f'<td><a href="{escape(links[col](v))}">{escape(v)}</a></td>')
             elif col in wide:
                 cells.append(f"<td class='wide'>{escape(v)}</td>")
+            elif v is not None and len(str(v)) <= SHORT_TEXT:
+                cells.append(f"<td class='short'>{escape(v)}</td>")
             else:
                 cells.append(f"<td>{escape(v)}</td>")
         if note_text and cells:
@@ -180,7 +185,7 @@ td.num {{ text-align: right; font-variant-numeric: tabular-nums; white-space: no
 .flag {{ color: #a40000; }} .good {{ color: #1a6e1a; }} code {{ background: #f4f4f4; padding: 1px 4px; overflow-wrap: anywhere; }}
 .verdict li {{ margin: .35em 0; }} .num-aside {{ color: #444; font-size: .9em; font-variant-numeric: tabular-nums; }}
 .side {{ display: flex; gap: 2em; flex-wrap: wrap; align-items: flex-start; }} .side > div {{ flex: 1 1 420px; }}
-td.wide {{ min-width: 30em; }}
+td.wide {{ min-width: 30em; }} td.short {{ white-space: nowrap; }}
 .evidence {{ background: #f7f7f2; border-left: 3px solid #bbb; padding: .4em .7em; font-size: .9em; max-width: 60em; }}
 ol.table-notes {{ font-size: .8em; color: #555; margin: .2em 0 .8em; padding-left: 2.2em; max-width: 70em; }}
 sup.tn {{ color: #555; }}

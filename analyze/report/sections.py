@@ -244,7 +244,7 @@ def ranking(inp: Inputs, page: Page) -> str:
         parts.append(missing("No measure has a defined correlation with the target."))
     undefined = rank.filter(pl.col("kendall_tau").is_null() | ~pl.col("kendall_tau").is_finite())
     if undefined.height:
-        parts.append(note(f"{undefined.height} measure(s) have no defined τ (see the note column below)."))
+        parts.append(note(f"{undefined.height} measure(s) have no defined τ (see the numbered notes under the ranking table)."))
     parts.append(all_targets(inp, page))
     cols = [c for c in rank.columns if c not in ("target",)]
     parts.append("<h3>Ranking table</h3>" + table(rank.select(cols), scroll=True))
