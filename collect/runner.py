@@ -83,6 +83,10 @@ def apply_transforms(model: torch.nn.Module, config: RunConfig) -> torch.nn.Modu
     return model
 
 
+# Ledger prefix of each kind of registry output (``Measure.kind``): diagnostics go to ``diag.<key>``, never ``measure.``.
+LEDGER_PREFIX = {"measure": "measure", "diagnostic": "diag", "gen": "gen"}
+
+
 def compute_measures(ctx: MeasureContext, names_and_options: Sequence[tuple[str, Mapping]], timing: bool = True) -> tuple[dict[str, float], dict[str, pd.DataFrame], dict[str, str]]:
     """Run each measure; returns ledger metrics, per-sample frames and tags (skips, errors, info)."""
     metrics: dict[str, float] = {}
@@ -104,7 +108,7 @@ def compute_measures(ctx: MeasureContext, names_and_options: Sequence[tuple[str,
             continue
         if timing and m.prefix == "measure":
             metrics[f"time.{name}"] = time.perf_counter() - started
-        metrics.update({f"{m.prefix}.{k}": float(v) for k, v in result.values.items()})
+        metrics.update({f"{LEDGER_PREFIX[m.kind(k)]}.{k}": float(v) for k, v in result.values.items()})
         if result.per_sample:
             frames[name] = pd.DataFrame({k: np.asarray(v) for k, v in result.per_sample.items()})
         tags.update({f"info.{name}.{k}": v for k, v in result.info.items()})
@@ -158,7 +162,7 @@ def run_one(planned: PlannedRun, target: SweepTarget) -> RunOutcome:
                 return {}
             m.eval()
             values, _, _ = compute_measures(context(m, init_state, step=step), curve_specs, timing=False)
-            return {k.removeprefix("measure."): v for k, v in values.items()}  # logged as curve.<key>
+            return {k.split(".", 1)[1]: v for k, v in values.items()}  # logged as curve/<key>
 
         mid = cfg.transform.at_epoch
         result = train(
