@@ -135,7 +135,7 @@ def run_one(planned: PlannedRun, target: SweepTarget) -> RunOutcome:
         target.parent_run_id,
         cfg.to_dict(),
         {tracking.TAG_SWEEP: target.sweep, tracking.TAG_HASH: planned.config_hash, tracking.TAG_INTERVENTION: planned.intervention, "seed": str(cfg.seed),
-         "worker": f"{socket.gethostname()}:{os.getpid()}"},  # which machine and process ran it
+         "worker": f"{socket.gethostname()}:{os.getpid()}", **planned.interventions_tags()},  # worker: which machine and process ran it
         run_name=f"{planned.intervention} seed={cfg.seed}",
     )
     try:
@@ -257,7 +257,8 @@ def run_sweep(
     done = tracking.finished_hashes(client, experiment_id)
     todo = [r for r in runs if r.config_hash not in done]
     tracking.close_stale_runs(client, experiment_id, [r.config_hash for r in todo], "interrupted: the process running it stopped before it finished")
-    parent = tracking.start_parent(client, experiment_id, sweep, {"planned": str(len(runs)), "skipped_finished": str(len(runs) - len(todo)), **(parent_tags or {})})
+    spec_tags = runs[0].interventions_tags() if runs else {}
+    parent = tracking.start_parent(client, experiment_id, sweep, {"planned": str(len(runs)), "skipped_finished": str(len(runs) - len(todo)), **spec_tags, **(parent_tags or {})})
     target = SweepTarget(tracking_uri, experiment_id, parent, sweep, device, progress, torch_threads)
     outcomes: list[RunOutcome] = []
     bar = tqdm(total=len(todo), desc=f"sweep {sweep}", unit="run", disable=not progress or None)

@@ -48,6 +48,11 @@ def test_mlflow_runs_become_ledger_rows(logged):
     stored = MlflowClient(tracking_uri=logged).get_run(done["run_id"][0]).data.metrics
     assert {"measure/margin_mean", "gen/test_acc", "time/margins", "train/steps", "curve/train_loss"} <= set(stored)
     assert not any("/" in c for c in ledger.columns)
+    # The spec's zip is one intervention, on every child run (failed too) and on the parent (issue 11 item 2).
+    assert set(ledger["tag.interventions"]) == {'[["hp.lr", "hp.batch_size"]]'}
+    client = MlflowClient(tracking_uri=logged)
+    parent = client.get_run(client.get_run(done["run_id"][0]).data.tags["mlflow.parentRunId"])
+    assert parent.data.tags["interventions"] == '[["hp.lr", "hp.batch_size"]]'
     assert curves(done["run_id"].to_list(), tracking_uri=logged, keys=["train_loss"])["metric"].unique().to_list() == ["train_loss"]
 
 
