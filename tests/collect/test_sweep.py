@@ -102,6 +102,26 @@ def test_quick_sweep_covers_the_interventions():
     assert seen(lambda c: c.data.dataset) == {"mnist"}
 
 
+def test_quick_sweep_has_the_seeds_sign_error_and_flags_need():
+    """A sign-error environment (two configurations differing in one axis) has seeds² run pairs, its effective sample
+    size is at most that, and analyze counts it only from the default ``min_ess``; flags need ``min_group`` runs per
+    level of an axis. The quick sweep must make both reachable, and leave sharpness at its own defaults."""
+    import inspect
+
+    from analyze.stats.flags import break_flags
+    from analyze.stats.sign_error import sign_error_tables
+
+    spec = load_spec(find_sweep("quick"))
+    runs = expand(spec)
+    seeds = {r.config.seed for r in runs}
+    min_ess = inspect.signature(sign_error_tables).parameters["min_ess"].default
+    assert len(seeds) ** 2 >= min_ess
+    min_group = inspect.signature(break_flags).parameters["min_group"].default
+    assert min(sum(r.config.optim.batch_size == b for r in runs) for b in (32, 500)) >= min_group
+    sharpness = next(m for m in runs[0].config.measures if m.name == "sharpness")
+    assert "max_iter" not in sharpness.options
+
+
 def groups_of(runs) -> list[list[str]]:
     tags = {r.interventions_tags()["interventions"] for r in runs}
     assert len(tags) == 1  # every run of a sweep carries the same tag
