@@ -6,8 +6,8 @@ Sources: an MLflow store (the child runs of an experiment) or a CSV/Parquet ledg
 
 from __future__ import annotations
 
+import functools
 import tempfile
-from functools import cache
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -53,7 +53,7 @@ def metric_column(name: str) -> str:
     return name
 
 
-@cache
+@functools.cache
 def _output_kind(key: str) -> str:
     """``collect.measures.registry.output_kind``; 'unknown' where collect's measures cannot be imported."""
     try:
