@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import socket
-import sys
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ from collect.config import RunConfig
 from collect.losses import get_loss
 from collect.measures.context import MeasureContext, MeasureResult, MeasureSkipped
 from collect.measures.registry import get_measure
+from collect.progress import print_line, progress_line
 from collect.sweep import PlannedRun
 from collect import tracking
 from collect.train import Diverged, TensorData, train
@@ -212,20 +212,6 @@ def _options_of(cfg: RunConfig, name: str) -> Mapping:
     return {}
 
 
-def progress_line(done: int, total: int, sweep: str, number: int, planned: PlannedRun, outcome: RunOutcome) -> str:
-    """One line per finished run, for logs: ``[12/32] done quick #11 (batch_size=500, seed=0) 3.1 s, test_acc 0.861``,
-    or ``[13/32] FAILED quick #12 (...) 0.4 s: <first line of the reason>``; ``#`` numbers as ``--dry-run`` does."""
-    head = f"[{done}/{total}] {'done' if outcome.status == 'FINISHED' else outcome.status} {sweep} #{number} ({planned.intervention}, seed={planned.config.seed}) {outcome.seconds:.1f} s"
-    if outcome.status == "FINISHED":
-        acc = outcome.metrics.get("gen.test_acc")
-        return head + (f", test_acc {acc:.3f}" if acc is not None else "")
-    return head + f": {outcome.reason.splitlines()[0] if outcome.reason else 'no reason recorded'}"
-
-
-def _line(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)
-
-
 Executor = Callable[[Sequence[PlannedRun], SweepTarget], Iterator[RunOutcome]]
 
 
@@ -272,22 +258,22 @@ def run_sweep(
     done = tracking.finished_hashes(client, experiment_id)
     todo = [r for r in runs if r.config_hash not in done]
     tracking.close_stale_runs(client, experiment_id, [r.config_hash for r in todo], "interrupted: the process running it stopped before it finished")
-    spec_tags = runs[0].interventions_tags() if runs else {}
-    parent = tracking.start_parent(client, experiment_id, sweep, {"planned": str(len(runs)), "skipped_finished": str(len(runs) - len(todo)), **spec_tags, **(parent_tags or {})})
+    parent = tracking.start_parent(client, experiment_id, sweep, {"planned": str(len(runs)), "skipped_finished": str(len(runs) - len(todo)), **(parent_tags or {})})
     target = SweepTarget(tracking_uri, experiment_id, parent, sweep, device, progress, torch_threads)
+    tracking.log_tags(client, parent, runs[0].interventions_tags() if runs else {})  # the spec's interventions
     outcomes: list[RunOutcome] = []
     bar = tqdm(total=len(todo), desc=f"sweep {sweep}", unit="run", disable=not progress or None)
     lines = progress and bar.disable  # tqdm draws only on a terminal; elsewhere (a pipe, a log file) one line per run
     index = {r.config_hash: (i, r) for i, r in enumerate(runs)}
     if lines:
-        _line(f"sweep {sweep}: {len(todo)} run(s) to do, {len(runs) - len(todo)} already finished")
+        print_line(f"sweep {sweep}: {len(todo)} run(s) to do, {len(runs) - len(todo)} already finished")
     try:
         for outcome in executor(todo, target):
             outcomes.append(outcome)
             bar.update(1)
             bar.set_postfix(failed=sum(o.status == "FAILED" for o in outcomes))
             if lines:
-                _line(progress_line(len(outcomes), len(todo), sweep, *index[outcome.config_hash], outcome))
+                print_line(progress_line(len(outcomes), len(todo), sweep, *index[outcome.config_hash], outcome))
             elif outcome.status == "FAILED":
                 bar.write(f"run {outcome.run_id} failed: {outcome.reason.splitlines()[0] if outcome.reason else ''}")
     except KeyboardInterrupt:

@@ -41,7 +41,8 @@ def test_one_line_per_run_when_stderr_is_a_pipe(mlflow_uri: str, tmp_path: Path)
 
 def test_progress_line_format() -> None:
     from collect.config import run_config_from_dict
-    from collect.runner import RunOutcome, progress_line
+    from collect.progress import progress_line
+    from collect.runner import RunOutcome
     from collect.sweep import PlannedRun
 
     planned = PlannedRun(run_config_from_dict({"seed": 3}), "batch_size=500, dropout=0.5", {})
