@@ -7,10 +7,10 @@ intervention label saying which axes make it differ from the base. Every error n
 from __future__ import annotations
 
 import copy
+import dataclasses
 import itertools
 import json
 import tomllib
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
