@@ -14,6 +14,7 @@ import sys
 import time
 import urllib.request
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -48,6 +49,23 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def model_metrics_sections(playwright, url: str, shots: Path) -> dict[str, int]:
+    """Open a run's Model metrics tab; return {section name: number of charts}; save two screenshots."""
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(url)
+            page.wait_for_function(f"() => ({SECTIONS_JS})().length >= {len(GROUPS)}", timeout=90_000)
+            sections = dict(page.evaluate(SECTIONS_JS))
+            page.screenshot(path=str(shots / "mlflow-run-model-metrics.png"), timeout=60_000)
+            page.get_by_text("diag", exact=True).first.scroll_into_view_if_needed()  # the diagnostics section
+            page.screenshot(path=str(shots / "mlflow-run-diag-section.png"), timeout=60_000)
+            return sections
+        finally:
+            browser.close()
+
+
 def test_run_page_groups_metrics_by_kind(mlflow_uri: str, tmp_path: Path) -> None:
     if not CHROMIUM.exists():
         pytest.skip("Debian's chromium is not installed at /usr/bin/chromium (.ci/run installs it: apt-get install chromium)")
@@ -80,18 +98,10 @@ def test_run_page_groups_metrics_by_kind(mlflow_uri: str, tmp_path: Path) -> Non
             except OSError:
                 assert server.poll() is None and time.time() < deadline, f"mlflow ui did not start (exit code {server.poll()})"
                 time.sleep(0.5)
-        with playwright.sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
-            try:
-                page = browser.new_page(viewport={"width": 1400, "height": 1000})
-                page.goto(f"http://127.0.0.1:{port}/#/experiments/{summary.experiment_id}/runs/{run_id}/model-metrics")
-                page.wait_for_function(f"() => ({SECTIONS_JS})().length >= {len(GROUPS)}", timeout=90_000)
-                sections = dict(page.evaluate(SECTIONS_JS))
-                page.screenshot(path=str(tmp_path / "mlflow-run-model-metrics.png"), timeout=60_000)
-                page.get_by_text("diag", exact=True).first.scroll_into_view_if_needed()  # the diagnostics section
-                page.screenshot(path=str(tmp_path / "mlflow-run-diag-section.png"), timeout=60_000)
-            finally:
-                browser.close()
+        url = f"http://127.0.0.1:{port}/#/experiments/{summary.experiment_id}/runs/{run_id}/model-metrics"
+        # Its own thread: the report's browser tests may hold a session-wide Playwright (an event loop) in this one.
+        with ThreadPoolExecutor(1) as pool:
+            sections = pool.submit(model_metrics_sections, playwright, url, tmp_path).result()
     finally:
         os.killpg(server.pid, signal.SIGTERM)  # the server's own process group (uvicorn and its worker)
         try:
