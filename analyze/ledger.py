@@ -6,17 +6,19 @@ Sources: an MLflow store (the child runs of an experiment) or a CSV/Parquet ledg
 
 from __future__ import annotations
 
+import functools
 import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 import polars as pl
 
-from analyze.columns import GEN, HP, ID_COLUMNS, MEASURE, TAG, TIME
+from analyze.columns import DIAG, GEN, HP, ID_COLUMNS, MEASURE, TAG, TIME
 
 # Params that are bookkeeping, not hyperparameters.
 NON_HP_PARAMS = {"measures", "curve_measures", "save_weights", "seed"}
-METRIC_PREFIXES = (MEASURE, GEN, TIME, "train.")
+METRIC_PREFIXES = (MEASURE, DIAG, GEN, TIME, "train.")
+CURVE_PREFIXES = ("curve/", "curve.")  # training-curve metrics, and their name in stores written before the / groups
 FLATLAS_KIND = "flatlas.kind"
 
 
@@ -38,8 +40,32 @@ def parse_param(value: str) -> Any:
     return value
 
 
+def metric_column(name: str) -> str:
+    """Ledger column of an MLflow metric name: ``measure/lambda_max`` -> ``measure.lambda_max`` (the first ``/``
+    becomes ``.``; collect logs ``<group>/<key>`` so MLflow's run page groups metrics). A store written before
+    diagnostics were told apart holds them as ``measure.<key>``: when the measure registry declares ``<key>`` a
+    diagnostic (``output_kind``), the column is ``diag.<key>``. Names already dotted keep their form."""
+    group, slash, key = name.partition("/")
+    if slash and "." not in group:
+        name = f"{group}.{key}"
+    if name.startswith(MEASURE) and _output_kind(name.removeprefix(MEASURE)) == "diagnostic":
+        return DIAG + name.removeprefix(MEASURE)
+    return name
+
+
+@functools.cache
+def _output_kind(key: str) -> str:
+    """``collect.measures.registry.output_kind``; 'unknown' where collect's measures cannot be imported."""
+    try:
+        from collect.measures.registry import output_kind
+    except Exception:  # torch missing or a broken measure module: keep the stored names
+        return "unknown"
+    return output_kind(key)
+
+
 def run_row(run: Any, experiment: str) -> dict[str, Any]:
-    """One ledger row from an MLflow run: params → hp.<leaf>, metrics by prefix, user tags → tag.<name>."""
+    """One ledger row from an MLflow run: params → hp.<leaf>, metrics → their ledger columns (``metric_column``),
+    user tags → tag.<name>."""
     params, metrics, tags = run.data.params, run.data.metrics, run.data.tags
     row: dict[str, Any] = {
         "run_id": run.info.run_id,
@@ -52,8 +78,9 @@ def run_row(run: Any, experiment: str) -> dict[str, Any]:
         if leaf not in NON_HP_PARAMS:
             row[f"{HP}{leaf}"] = parse_param(value)
     for key, value in metrics.items():
-        if key.startswith(METRIC_PREFIXES):
-            row[key] = value
+        column = metric_column(key)
+        if column.startswith(METRIC_PREFIXES):
+            row[column] = value
     for key, value in tags.items():
         if not key.startswith("mlflow."):
             row[f"{TAG}{key}"] = value
@@ -194,7 +221,8 @@ def ledger_hash(ledger: pl.DataFrame) -> str:
 
 
 def curves(run_ids: Iterable[str], tracking_uri: str | None = None, keys: Iterable[str] | None = None) -> pl.DataFrame:
-    """Training curves (metrics ``curve.*`` with their steps) of the given runs as a long frame."""
+    """Training curves (metrics ``curve/<key>``, or ``curve.<key>`` in older stores, with their steps) of the given
+    runs as a long frame; ``keys`` are curve keys (``train_loss``) or metric names."""
     from mlflow import MlflowClient
 
     from collect.tracking import resolve_tracking_uri
@@ -202,8 +230,20 @@ def curves(run_ids: Iterable[str], tracking_uri: str | None = None, keys: Iterab
     client = MlflowClient(tracking_uri=resolve_tracking_uri(tracking_uri))
     rows: list[Mapping[str, Any]] = []
     for run_id in run_ids:
-        names = keys or [k for k in client.get_run(run_id).data.metrics if k.startswith("curve.")]
-        for key in names:
-            for m in client.get_metric_history(run_id, key):
-                rows.append({"run_id": run_id, "metric": key.removeprefix("curve."), "step": m.step, "value": m.value})
+        stored = [k for k in client.get_run(run_id).data.metrics if k.startswith(CURVE_PREFIXES)]
+        wanted = None if keys is None else {_curve_key(k) for k in keys}
+        for name in stored:
+            key = _curve_key(name)
+            if wanted is not None and key not in wanted:
+                continue
+            for m in client.get_metric_history(run_id, name):
+                rows.append({"run_id": run_id, "metric": key, "step": m.step, "value": m.value})
     return pl.DataFrame(rows, schema={"run_id": pl.Utf8, "metric": pl.Utf8, "step": pl.Int64, "value": pl.Float64})
+
+
+def _curve_key(name: str) -> str:
+    """``curve/train_loss`` (or the older ``curve.train_loss``, or plain ``train_loss``) -> ``train_loss``."""
+    for prefix in CURVE_PREFIXES:
+        if name.startswith(prefix):
+            return name.removeprefix(prefix)
+    return name

@@ -243,7 +243,7 @@ def _give_up(client, target: SweepTarget, planned: PlannedRun, reason: str, atte
 def _record_failure(client, target: SweepTarget, planned: PlannedRun, reason: str) -> str:
     """A FAILED child run for a configuration none of whose attempts got as far as creating one."""
     tags = {tracking.TAG_SWEEP: target.sweep, tracking.TAG_HASH: planned.config_hash,
-            tracking.TAG_INTERVENTION: planned.intervention, "seed": str(planned.config.seed)}
+            tracking.TAG_INTERVENTION: planned.intervention, "seed": str(planned.config.seed), **planned.interventions_tags()}
     run_id = tracking.start_child(client, target.experiment_id, target.parent_run_id, planned.config.to_dict(), tags,
                                   run_name=f"{planned.intervention} seed={planned.config.seed}")
     tracking.terminate(client, run_id, "FAILED", reason)

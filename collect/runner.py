@@ -22,6 +22,7 @@ from collect.config import RunConfig
 from collect.losses import get_loss
 from collect.measures.context import MeasureContext, MeasureResult, MeasureSkipped
 from collect.measures.registry import get_measure
+from collect.progress import print_line, progress_line
 from collect.sweep import PlannedRun
 from collect import tracking
 from collect.train import Diverged, TensorData, train
@@ -83,6 +84,10 @@ def apply_transforms(model: torch.nn.Module, config: RunConfig) -> torch.nn.Modu
     return model
 
 
+# Ledger prefix of each kind of registry output (``Measure.kind``): diagnostics go to ``diag.<key>``, never ``measure.``.
+LEDGER_PREFIX = {"measure": "measure", "diagnostic": "diag", "gen": "gen"}
+
+
 def compute_measures(ctx: MeasureContext, names_and_options: Sequence[tuple[str, Mapping]], timing: bool = True) -> tuple[dict[str, float], dict[str, pd.DataFrame], dict[str, str]]:
     """Run each measure; returns ledger metrics, per-sample frames and tags (skips, errors, info)."""
     metrics: dict[str, float] = {}
@@ -104,7 +109,7 @@ def compute_measures(ctx: MeasureContext, names_and_options: Sequence[tuple[str,
             continue
         if timing and m.prefix == "measure":
             metrics[f"time.{name}"] = time.perf_counter() - started
-        metrics.update({f"{m.prefix}.{k}": float(v) for k, v in result.values.items()})
+        metrics.update({f"{LEDGER_PREFIX[m.kind(k)]}.{k}": float(v) for k, v in result.values.items()})
         if result.per_sample:
             frames[name] = pd.DataFrame({k: np.asarray(v) for k, v in result.per_sample.items()})
         tags.update({f"info.{name}.{k}": v for k, v in result.info.items()})
@@ -131,7 +136,7 @@ def run_one(planned: PlannedRun, target: SweepTarget) -> RunOutcome:
         target.parent_run_id,
         cfg.to_dict(),
         {tracking.TAG_SWEEP: target.sweep, tracking.TAG_HASH: planned.config_hash, tracking.TAG_INTERVENTION: planned.intervention, "seed": str(cfg.seed),
-         "worker": f"{socket.gethostname()}:{os.getpid()}"},  # which machine and process ran it
+         "worker": f"{socket.gethostname()}:{os.getpid()}", **planned.interventions_tags()},  # worker: which machine and process ran it
         run_name=f"{planned.intervention} seed={cfg.seed}",
     )
     try:
@@ -158,7 +163,7 @@ def run_one(planned: PlannedRun, target: SweepTarget) -> RunOutcome:
                 return {}
             m.eval()
             values, _, _ = compute_measures(context(m, init_state, step=step), curve_specs, timing=False)
-            return {k.removeprefix("measure."): v for k, v in values.items()}  # logged as curve.<key>
+            return {k.split(".", 1)[1]: v for k, v in values.items()}  # logged as curve/<key>
 
         mid = cfg.transform.at_epoch
         result = train(
@@ -255,14 +260,21 @@ def run_sweep(
     tracking.close_stale_runs(client, experiment_id, [r.config_hash for r in todo], "interrupted: the process running it stopped before it finished")
     parent = tracking.start_parent(client, experiment_id, sweep, {"planned": str(len(runs)), "skipped_finished": str(len(runs) - len(todo)), **(parent_tags or {})})
     target = SweepTarget(tracking_uri, experiment_id, parent, sweep, device, progress, torch_threads)
+    tracking.log_tags(client, parent, runs[0].interventions_tags() if runs else {})  # the spec's interventions
     outcomes: list[RunOutcome] = []
     bar = tqdm(total=len(todo), desc=f"sweep {sweep}", unit="run", disable=not progress or None)
+    lines = progress and bar.disable  # tqdm draws only on a terminal; elsewhere (a pipe, a log file) one line per run
+    index = {r.config_hash: (i, r) for i, r in enumerate(runs)}
+    if lines:
+        print_line(f"sweep {sweep}: {len(todo)} run(s) to do, {len(runs) - len(todo)} already finished")
     try:
         for outcome in executor(todo, target):
             outcomes.append(outcome)
             bar.update(1)
             bar.set_postfix(failed=sum(o.status == "FAILED" for o in outcomes))
-            if outcome.status == "FAILED":
+            if lines:
+                print_line(progress_line(len(outcomes), len(todo), sweep, *index[outcome.config_hash], outcome))
+            elif outcome.status == "FAILED":
                 bar.write(f"run {outcome.run_id} failed: {outcome.reason.splitlines()[0] if outcome.reason else ''}")
     except KeyboardInterrupt:
         tracking.terminate(client, parent, "KILLED", "interrupted (Ctrl-C); re-run the same command to resume")

@@ -7,7 +7,9 @@ intervention label saying which axes make it differ from the base. Every error n
 from __future__ import annotations
 
 import copy
+import dataclasses
 import itertools
+import json
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +20,7 @@ from collect.measures.registry import check_measure_specs
 
 SWEEP_DIR = Path(__file__).parent / "sweeps"
 SPEC_KEYS = {"name", "description", "default_scale", "seeds", "measures", "base", "grid", "zip", "cases", "scales", "curve_measures"}
+TAG_INTERVENTIONS = "interventions"  # ledger column tag.interventions
 SCALE_KEYS = {"description", "base", "grid", "zip", "cases", "seeds", "measures"}
 
 
@@ -28,10 +31,18 @@ class PlannedRun:
     config: RunConfig
     intervention: str  # e.g. "optim.batch_size=512, optim.optimizer=adam", or "base"
     axes: Mapping[str, Any]  # the swept values of this run, by dotted path
+    # The spec's interventions as groups of ledger hp columns moved together (``intervention_groups``); None for a
+    # run planned outside a spec. Logged as the tag ``interventions`` on the run and its sweep's parent.
+    interventions: tuple[tuple[str, ...], ...] | None = None
 
     @property
     def config_hash(self) -> str:
         return self.config.config_hash()
+
+    def interventions_tags(self) -> dict[str, str]:
+        """``{"interventions": JSON groups}`` for a run planned from a spec, else ``{}`` (analyze then treats every
+        varying hp column as its own intervention)."""
+        return {} if self.interventions is None else {TAG_INTERVENTIONS: interventions_tag(self.interventions)}
 
 
 @dataclass(frozen=True)
@@ -142,7 +153,41 @@ def expand(spec: SweepSpec, scale: str | None = None, seeds: list[int] | None = 
                 continue
             seen.add(cfg.config_hash())
             runs.append(PlannedRun(cfg, label or _intervention_label(combo, resolved_base), dict(combo)))
-    return runs
+    groups = intervention_groups(raw, [r.config for r in runs])
+    return [dataclasses.replace(r, interventions=groups) for r in runs]
+
+
+def intervention_groups(raw: Mapping[str, Any], configs: list[RunConfig]) -> tuple[tuple[str, ...], ...]:
+    """The interventions of a (scaled) spec as groups of ledger columns ``hp.<leaf>`` that the spec moves together:
+    every grid axis is its own group, each ``[[zip]]`` block is one group, and the fields that ``cases`` set are one
+    group. Only columns that take more than one value among ``configs`` count (a one-value axis, or one a scale
+    removed, intervenes on nothing); groups that share a column are merged; seeds are not interventions."""
+    candidates = [[axis] for axis in raw.get("grid", {})]
+    candidates += [list(group) for group in raw.get("zip", [])]
+    cases = raw.get("cases", [])
+    if cases:
+        candidates.append(list(dict.fromkeys(k for case in cases for k in case if k != "label")))
+    hps = [c.hyperparameters() for c in configs]
+    groups: list[list[str]] = []
+    for paths in candidates:
+        columns = [f"hp.{leaf}" for leaf in dict.fromkeys(p.rsplit(".", 1)[-1] for p in paths) if _varies(leaf, hps)]
+        if not columns:
+            continue
+        overlapping = [g for g in groups if set(g) & set(columns)]
+        merged = [c for g in overlapping for c in g] + [c for c in columns if not any(c in g for g in overlapping)]
+        groups = [g for g in groups if g not in overlapping] + [merged]
+    return tuple(tuple(g) for g in groups)
+
+
+def interventions_tag(groups: tuple[tuple[str, ...], ...]) -> str:
+    """The ``interventions`` tag: JSON list of column groups, e.g. ``[["hp.batch_size"], ["hp.optimizer", "hp.lr"]]``."""
+    return json.dumps([list(g) for g in groups])
+
+
+def _varies(leaf: str, hps: list[dict[str, Any]]) -> bool:
+    if not hps or leaf not in hps[0]:
+        return False  # not a hyperparameter column (seed, label)
+    return len({json.dumps(h[leaf], sort_keys=True, default=str) for h in hps}) > 1
 
 
 def _apply_scale(spec: SweepSpec, scale: str | None) -> dict[str, Any]:

@@ -151,18 +151,28 @@ def start_child(
     return run_id
 
 
+def metric_name(column: str) -> str:
+    """MLflow name of a ledger column: the first ``.`` becomes ``/`` (``measure.lambda_max`` -> ``measure/lambda_max``,
+    ``diag.hessian_trace_se`` -> ``diag/hessian_trace_se``), so that MLflow's run page groups a run's metrics by
+    kind (measure, diag, gen, time, train, curve) instead of listing them side by side.
+    ``analyze.ledger.run_row`` maps the names back to the ledger's dotted columns."""
+    group, dot, key = column.partition(".")
+    return f"{group}/{key}" if dot else column
+
+
 def log_metrics(client: MlflowClient, run_id: str, values: Mapping[str, float], step: int = 0) -> None:
+    """Log ``{ledger column: value}`` as metrics named ``<group>/<key>`` (``metric_name``)."""
     now = int(time.time() * 1000)
-    metrics = [Metric(k, float(v), now, step) for k, v in values.items() if v is not None]
+    metrics = [Metric(metric_name(k), float(v), now, step) for k, v in values.items() if v is not None]
     for i in range(0, len(metrics), BATCH):
         client.log_batch(run_id, metrics=metrics[i : i + BATCH])
 
 
 def log_curves(client: MlflowClient, run_id: str, curves: list[Mapping[str, float]]) -> None:
-    """Training curves as metrics ``curve.<name>`` with ``step`` = training step."""
+    """Training curves as metrics ``curve/<name>`` with ``step`` = training step."""
     now = int(time.time() * 1000)
     metrics = [
-        Metric(f"curve.{k}", float(v), now, int(row["step"]))
+        Metric(metric_name(f"curve.{k}"), float(v), now, int(row["step"]))
         for row in curves
         for k, v in row.items()
         if k != "step" and v is not None and np.isfinite(v)

@@ -72,6 +72,10 @@ def measure(
 ) -> Callable[[Callable[..., object]], Measure]:
     """Decorator turning a function into a ``Measure`` value (collect them in the module's ``MEASURES`` list)."""
 
+    both = set(directions or {}) & set(diagnostics)
+    if both:
+        raise ValueError(f"measure '{name}': {sorted(both)} declared both in directions and diagnostics; a diagnostic has no direction")
+
     def wrap(fn: Callable[..., object]) -> Measure:
         return Measure(
             name=name,

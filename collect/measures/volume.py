@@ -23,6 +23,9 @@ from collect.nngp.kernels import default_mc_samples, empirical_kernel, random_in
 from collect.nngp.sampling import sample_fcn_functions
 
 KERNELS = ("auto", "arccos", "empirical")
+# Diagnostics of the estimate (ledger ``diag.*``): EP sweeps run and whether they met ``tol`` (1.0/0.0), distinct
+# points f is defined on, and the standard error of ``log_volume_sampled`` (direct sampling only).
+DIAGNOSTICS = ("log_volume_ep_iterations", "log_volume_ep_converged", "log_volume_n_points", "log_volume_sampled_se")
 PAPER_SIGMA_W, PAPER_SIGMA_B = 1.0, 0.1  # paper 002 section 5.1
 
 
@@ -97,6 +100,7 @@ def predicted_signs(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
 @measure(
     "log_volume",
     directions={"log_volume": -1, "log_volume_per_point": -1, "pac_bayes_bound": +1, "log_volume_sampled": -1},
+    diagnostics=DIAGNOSTICS,
     paper="Why Flatness Correlates With Generalization for Deep Neural Networks (paper 002), appendix A, eq. (4)",
     binary_only=True,
 )
@@ -158,9 +162,17 @@ def log_volume(
     else:
         bound = float("nan")
         bound_note = f"NaN: eq. (4) needs zero training error on S, this function misclassifies {train_errors} of {n_clean}"
-    values = {"log_volume": ep.log_prob, "log_volume_per_point": ep.log_prob / x.shape[0], "pac_bayes_bound": bound}
+    values = {
+        "log_volume": ep.log_prob,
+        "log_volume_per_point": ep.log_prob / x.shape[0],
+        "pac_bayes_bound": bound,
+        "log_volume_ep_iterations": float(ep.iterations),
+        "log_volume_ep_converged": float(ep.converged),
+        "log_volume_n_points": float(x.shape[0]),
+    }
     if direct_samples:
-        values["log_volume_sampled"], info["log_volume_sampled"] = _sampled_log_volume(ctx, x, f, w, b, direct_samples)
+        sampled, se, info["log_volume_sampled"] = _sampled_log_volume(ctx, x, f, w, b, direct_samples)
+        values |= {"log_volume_sampled": sampled, "log_volume_sampled_se": se}
     info |= {
         "sigma_w": str(w),
         "sigma_b": str(b),
@@ -178,8 +190,9 @@ def log_volume(
 
 def _sampled_log_volume(
     ctx: MeasureContext, x: torch.Tensor, f: torch.Tensor, sigma_w: float, sigma_b: float, n_samples: int
-) -> tuple[float, str]:
-    """(log of the frequency of f among ``n_samples`` random FCNs of the run's architecture, a note for the tags)."""
+) -> tuple[float, float, str]:
+    """(log of the frequency p̂ of f among ``n_samples`` random FCNs of the run's architecture, its standard error
+    √((1 − p̂)/count) by the delta method, a note for the tags); NaN for both when f was never sampled."""
     cfg = ctx.config.model
     depth = 0 if cfg.arch == "affine" else cfg.depth
     counts = sample_fcn_functions(
@@ -187,8 +200,8 @@ def _sampled_log_volume(
     )
     log_p, se = counts.log_prob(f.cpu().numpy())
     if log_p == -math.inf:
-        return float("nan"), f"NaN: f not among {n_samples} sampled functions (P(f) below about 3/{n_samples})"
-    return log_p, f"{n_samples} samples, standard error {se:.3g}, {len(counts.counts)} distinct functions"
+        return float("nan"), float("nan"), f"NaN: f not among {n_samples} sampled functions (P(f) below about 3/{n_samples})"
+    return log_p, se, f"{n_samples} samples, standard error {se:.3g}, {len(counts.counts)} distinct functions"
 
 
 MEASURES = [log_volume]

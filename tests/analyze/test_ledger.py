@@ -5,7 +5,12 @@ from __future__ import annotations
 import polars as pl
 import pytest
 
-from analyze.ledger import LedgerError, finished, load_ledger, parse_param, status_counts
+from mlflow import MlflowClient
+from mlflow.entities import Metric
+
+from analyze.ledger import LedgerError, curves, finished, load_ledger, metric_column, parse_param, status_counts
+from collect import tracking
+from collect.measures.registry import registry
 from collect.runner import run_sweep
 from collect.sweep import expand, parse_spec
 
@@ -39,6 +44,52 @@ def test_mlflow_runs_become_ledger_rows(logged):
     assert len(done) == 2 and done["measure.margin_mean"].null_count() == 0
     failed = ledger.filter(pl.col("status") == "FAILED")
     assert failed["tag.failure_reason"][0].startswith("diverged")
+    # In MLflow the names are grouped with '/' (issue 11 item 10); the ledger keeps its dotted columns.
+    stored = MlflowClient(tracking_uri=logged).get_run(done["run_id"][0]).data.metrics
+    assert {"measure/margin_mean", "gen/test_acc", "time/margins", "train/steps", "curve/train_loss"} <= set(stored)
+    assert not any("/" in c for c in ledger.columns)
+    # The spec's zip is one intervention, on every child run (failed too) and on the parent (issue 11 item 2).
+    assert set(ledger["tag.interventions"]) == {'[["hp.lr", "hp.batch_size"]]'}
+    client = MlflowClient(tracking_uri=logged)
+    parent = client.get_run(client.get_run(done["run_id"][0]).data.tags["mlflow.parentRunId"])
+    assert parent.data.tags["interventions"] == '[["hp.lr", "hp.batch_size"]]'
+    assert curves(done["run_id"].to_list(), tracking_uri=logged, keys=["train_loss"])["metric"].unique().to_list() == ["train_loss"]
+
+
+def test_metric_column_maps_groups_and_old_diagnostic_names():
+    assert metric_column("measure/margin_mean") == "measure.margin_mean"
+    assert metric_column("diag/hessian_trace_se") == "diag.hessian_trace_se"
+    assert metric_column("gen/gap_acc") == "gen.gap_acc" and metric_column("train/steps") == "train.steps"
+    assert metric_column("measure.log_volume_ep_converged") == "diag.log_volume_ep_converged"  # an old store's name
+    assert metric_column("measure/log_volume_ep_converged") == "diag.log_volume_ep_converged"
+    assert metric_column("measure.margin_mean") == "measure.margin_mean" and metric_column("gen.test_acc") == "gen.test_acc"
+    assert metric_column("val/loss") == "val.loss" and metric_column("acc") == "acc"
+
+
+def test_store_written_before_diagnostics_and_groups_still_loads(mlflow_uri):
+    """A run logged with the old names (every metric dotted, diagnostics as measure.<key>, curves as curve.<key>)
+    loads into the same columns as a run logged now: each registry diagnostic lands in diag.<key>."""
+    diagnostics = sorted({k for m in registry().values() for k in m.diagnostics})
+    assert diagnostics  # the registry declares some (log_volume's here; curvature's too once declared)
+    client = MlflowClient(tracking_uri=mlflow_uri)
+    exp = client.create_experiment("old-store")
+    run_id = tracking.start_child(client, exp, None, {"optim": {"lr": 0.1}, "seed": 0}, {"sweep": "old-store"}, "old run")
+    old = {"measure.margin_mean": 0.5, "gen.test_acc": 0.9, "gen.gap_acc": 0.05, "time.margins": 0.01, "train.steps": 7.0}
+    old |= {f"measure.{k}": float(i) for i, k in enumerate(diagnostics)}
+    client.log_batch(run_id, metrics=[Metric(k, v, 0, 0) for k, v in old.items()] + [Metric("curve.train_loss", 1.0 / s, 0, s) for s in (1, 2, 3)])
+    client.set_terminated(run_id, "FINISHED")
+    new_id = tracking.start_child(client, exp, None, {"optim": {"lr": 0.2}, "seed": 0}, {"sweep": "old-store"}, "new run")
+    tracking.log_metrics(client, new_id, {"measure.margin_mean": 0.7, "gen.test_acc": 0.8, "gen.gap_acc": 0.1} | {f"diag.{k}": -1.0 for k in diagnostics})
+    client.set_terminated(new_id, "FINISHED")
+
+    ledger = load_ledger(tracking_uri=mlflow_uri, experiment="old-store").sort("hp.lr")
+    assert ledger["run_id"].to_list() == [run_id, new_id]
+    for i, key in enumerate(diagnostics):
+        assert ledger[f"diag.{key}"].to_list() == [float(i), -1.0], key
+        assert f"measure.{key}" not in ledger.columns
+    assert ledger["measure.margin_mean"].to_list() == [0.5, 0.7] and ledger["train.steps"][0] == 7.0
+    old_curve = curves([run_id], tracking_uri=mlflow_uri).sort("step")
+    assert old_curve["metric"].to_list() == ["train_loss"] * 3 and old_curve["step"].to_list() == [1, 2, 3]
 
 
 def test_ledger_file_round_trip(logged, tmp_path):

@@ -41,23 +41,23 @@ def check_sweep_logs_everything(sweep: str, uri: str) -> None:
         where = f"{sweep} run '{planned.intervention}'"
         assert run.info.status == "FINISHED", where
         metrics, tags = run.data.metrics, run.data.tags
-        assert {"gen.test_acc", "gen.train_acc", "gen.train_loss"} <= set(metrics), where
+        assert {"gen/test_acc", "gen/train_acc", "gen/train_loss"} <= set(metrics), where
         for spec in planned.config.measures:
             skipped = tags.get(f"measure_skipped.{spec.name}")
             if skipped is not None:
                 assert skipped.strip(), f"{where}: {spec.name} skipped without a reason"
                 continue
-            assert f"time.{spec.name}" in metrics, f"{where}: {spec.name} neither logged nor skipped"
-            logged = {k.removeprefix("measure.") for k in metrics if k.startswith("measure.")}
+            assert f"time/{spec.name}" in metrics, f"{where}: {spec.name} neither logged nor skipped"
+            logged = {k.removeprefix("measure/") for k in metrics if k.startswith("measure/")}
             promised = _promised_keys(spec.name)
             missing = promised - logged
             assert not missing, f"{where}: {spec.name} did not log {sorted(missing)}"
             # NaN is allowed only for correlations (undefined when, e.g., no point is correctly classified yet).
             for key in promised:
-                assert math.isfinite(metrics[f"measure.{key}"]) or "_r_" in key, f"{where}: measure.{key} is not finite"
+                assert math.isfinite(metrics[f"measure/{key}"]) or "_r_" in key, f"{where}: measure/{key} is not finite"
         for name in planned.config.curve_measures:
             keys = _promised_keys(name)
-            histories = {k: client.get_metric_history(run.info.run_id, f"curve.{k}") for k in keys}
+            histories = {k: client.get_metric_history(run.info.run_id, f"curve/{k}") for k in keys}
             assert all(len(h) >= 1 for h in histories.values()), f"{where}: curve.{name} keys missing along training"
             steps = {m.step for h in histories.values() for m in h}
             assert len(steps) >= 2, f"{where}: curve measure {name} logged at only {sorted(steps)}"

@@ -42,14 +42,14 @@ def test_sweep_logs_parent_children_params_metrics_curves_artifacts(mlflow_uri):
     client, exp, kids = children(mlflow_uri)
     assert len(kids) == 4 and {k.info.status for k in kids} == {"FINISHED"}
     parent = client.get_run(summary.parent_run_id)
-    assert parent.info.status == "FINISHED" and parent.data.metrics["runs.finished"] == 4
+    assert parent.info.status == "FINISHED" and parent.data.metrics["runs/finished"] == 4
     run = kids[0]
     assert run.data.tags["mlflow.parentRunId"] == summary.parent_run_id
     assert {"sweep", "config_hash", "intervention", "code_version"} <= set(run.data.tags)
     assert run.data.params["optim.optimizer"] == "sgd" and "data.n_train" in run.data.params
-    for key in ("gen.test_acc", "gen.gap_acc", "measure.margin_mean", "measure.l2_norm", "time.margins", "time.norms"):
+    for key in ("gen/test_acc", "gen/gap_acc", "measure/margin_mean", "measure/l2_norm", "time/margins", "time/norms"):
         assert key in run.data.metrics, key
-    history = client.get_metric_history(run.info.run_id, "curve.train_loss")
+    history = client.get_metric_history(run.info.run_id, "curve/train_loss")
     assert len(history) >= 2 and sorted(m.step for m in history) == [m.step for m in sorted(history, key=lambda m: m.step)]
     files = {f.path for f in client.list_artifacts(run.info.run_id)} | {f.path for f in client.list_artifacts(run.info.run_id, "per_sample")}
     assert {"config.json", "per_sample/margins.parquet"} <= files

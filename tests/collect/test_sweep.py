@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 
 from collect.config import SpecError, run_config_from_dict
-from collect.sweep import expand, find_sweep, list_sweeps, load_spec, parse_spec
+import json
+
+from collect.sweep import PlannedRun, expand, find_sweep, interventions_tag, list_sweeps, load_spec, parse_spec
 
 BASE = {"data": {"dataset": "digits", "n_train": 50, "n_test": 50}, "model": {"arch": "fcn", "width": 8}, "stop": {"max_epochs": 1}}
 
@@ -98,6 +100,68 @@ def test_quick_sweep_covers_the_interventions():
     assert len(seen(lambda c: c.model.dropout)) == 2 and len(seen(lambda c: c.optim.weight_decay)) == 2
     assert 0 in seen(lambda c: c.data.attack_size) and max(seen(lambda c: c.data.attack_size)) > 0
     assert seen(lambda c: c.data.dataset) == {"mnist"}
+
+
+def test_quick_sweep_has_the_seeds_sign_error_and_flags_need():
+    """A sign-error environment (two configurations differing in one axis) has seeds² run pairs, its effective sample
+    size is at most that, and analyze counts it only from the default ``min_ess``; flags need ``min_group`` runs per
+    level of an axis. The quick sweep must make both reachable, and leave sharpness at its own defaults."""
+    import inspect
+
+    from analyze.stats.flags import break_flags
+    from analyze.stats.sign_error import sign_error_tables
+
+    spec = load_spec(find_sweep("quick"))
+    runs = expand(spec)
+    seeds = {r.config.seed for r in runs}
+    min_ess = inspect.signature(sign_error_tables).parameters["min_ess"].default
+    assert len(seeds) ** 2 >= min_ess
+    min_group = inspect.signature(break_flags).parameters["min_group"].default
+    assert min(sum(r.config.optim.batch_size == b for r in runs) for b in (32, 500)) >= min_group
+    sharpness = next(m for m in runs[0].config.measures if m.name == "sharpness")
+    assert "max_iter" not in sharpness.options
+
+
+def groups_of(runs) -> list[list[str]]:
+    tags = {r.interventions_tags()["interventions"] for r in runs}
+    assert len(tags) == 1  # every run of a sweep carries the same tag
+    return json.loads(tags.pop())
+
+
+def test_interventions_of_the_quick_sweep_at_each_scale():
+    """Every grid axis is its own intervention, the [[zip]] of optimizer and lr one; the smoke scale removes three."""
+    quick = load_spec(find_sweep("quick"))
+    assert groups_of(expand(quick)) == [
+        ["hp.batch_size"], ["hp.dropout"], ["hp.weight_decay"], ["hp.attack_size"], ["hp.optimizer", "hp.lr"]
+    ]
+    assert groups_of(expand(quick, "smoke")) == [["hp.batch_size"], ["hp.optimizer", "hp.lr"]]
+
+
+def test_interventions_with_zip_cases_and_one_value_axes():
+    runs = expand(spec(
+        grid={"model.dropout": [0.0, 0.5], "model.width": [8]},  # a one-value axis moves nothing
+        zip=[{"optim.batch_size": [8, 16], "optim.lr": [0.1, 0.2]}],
+        cases=[{"label": "a", "optim.weight_decay": 0.0, "model.depth": 1},
+               {"label": "b", "optim.weight_decay": 1e-3, "model.depth": 1},
+               {"label": "c", "optim.momentum": 0.9, "model.depth": 1}],
+        seeds=[0, 1],
+    ))
+    assert len(runs) == 2 * 2 * 3 * 2
+    # cases vary weight_decay and momentum (depth is 1 in every case); seeds are not an intervention
+    assert groups_of(runs) == [["hp.dropout"], ["hp.batch_size", "hp.lr"], ["hp.weight_decay", "hp.momentum"]]
+    only_cases = expand(spec(cases=[{"optim.lr": 0.1, "optim.batch_size": 8}, {"optim.lr": 0.2, "optim.batch_size": 8}]))
+    assert groups_of(only_cases) == [["hp.lr"]]
+
+
+def test_groups_sharing_a_column_are_one_intervention():
+    runs = expand(spec(grid={"optim.lr": [0.1, 0.2]}, zip=[{"optim.batch_size": [8, 16], "optim.lr": [0.1, 0.3]}]))
+    assert groups_of(runs) == [["hp.lr", "hp.batch_size"]]
+    assert groups_of(expand(spec())) == []  # a spec with no axes: one configuration, no intervention
+
+
+def test_runs_planned_outside_a_spec_carry_no_interventions_tag():
+    assert PlannedRun(run_config_from_dict(BASE), "base", {}).interventions_tags() == {}
+    assert interventions_tag((("hp.optimizer", "hp.lr"),)) == '[["hp.optimizer", "hp.lr"]]'
 
 
 def test_config_hash_is_stable_and_sensitive():

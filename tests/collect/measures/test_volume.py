@@ -59,6 +59,9 @@ def test_small_case_against_exact_orthant_probability_and_bound():
     assert v["log_volume_per_point"] == pytest.approx(v["log_volume"] / 7)
     assert v["pac_bayes_bound"] == pytest.approx((-v["log_volume"] + math.log(10)) / 4)
     assert result.info["kernel"] == "arccos(depth=2)" and result.info["ep_converged"] == "true"
+    assert v["log_volume_ep_converged"] == 1.0 and v["log_volume_n_points"] == 7 and v["log_volume_ep_iterations"] >= 1
+    m = get_measure("log_volume")
+    assert {k for k in v if m.kind(k) == "diagnostic"} == {"log_volume_ep_iterations", "log_volume_ep_converged", "log_volume_n_points"}
 
 
 def test_function_excludes_attack_points_and_bound_needs_zero_error():
@@ -144,8 +147,12 @@ def test_direct_sampling_option_on_the_boolean_system():
     assert v["log_volume_sampled"] == pytest.approx(math.log(0.084), abs=0.15)
     assert abs(v["log_volume_sampled"] - v["log_volume"]) <= 0.65
     assert "5000 samples" in result.info["log_volume_sampled"]
+    # SE of log p̂ (delta method) = √((1 − p)/(N p)): 0.0467 at the P ≈ 0.084 above; 10 % covers p̂'s sampling spread.
+    assert v["log_volume_sampled_se"] == pytest.approx(math.sqrt((1 - 0.084) / (5000 * 0.084)), rel=0.1)
+    assert get_measure("log_volume").kind("log_volume_sampled_se") == "diagnostic"
     rare = log_volume(fitted_ctx(cfg, n_train=20, n_test=10, dim=7), direct_samples=200)
-    assert math.isnan(rare.values["log_volume_sampled"]) and "not among 200" in rare.info["log_volume_sampled"]
+    assert math.isnan(rare.values["log_volume_sampled"]) and math.isnan(rare.values["log_volume_sampled_se"])
+    assert "not among 200" in rare.info["log_volume_sampled"]
     with pytest.raises(SpecError, match="direct_samples"):
         log_volume(make_ctx(ModelConfig(arch="lenet5"), torch.randn(4, 1, 8, 8), torch.tensor([0, 1, 0, 1]), torch.randn(2, 1, 8, 8), torch.tensor([0, 1])), direct_samples=10)
     with pytest.raises(SpecError, match="direct_samples = -1"):
