@@ -42,7 +42,7 @@ All methods keep the largest loss they evaluated.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 import numpy as np
@@ -72,6 +72,7 @@ class BoxMax:
     last_restart_improved: bool = False
     n_hvp: int = 0  # Hessian-vector products (the spectral starts of "multistart")
     converged: bool = True  # "multistart": a round of restarts stopped raising the best (not cut by max_restarts)
+    basis: torch.Tensor | None = None  # the subspace matrix A (dim × p), None in the full space
 
     @property
     def sharpness(self) -> float:
@@ -218,15 +219,17 @@ def keskar_sharpness(
         basis = torch.linalg.qr(gauss).Q.to(w.dtype)
         radius = epsilon * ((basis.T @ w).abs() + 1)
     if method == "multistart":
-        return multistart_box_max(
+        res = multistart_box_max(
             loss.values_and_grads_batch, loss.value_and_grad, w, radius, generator=generator, basis=basis,
             restarts=restarts, max_restarts=max_restarts, max_iter=15 if max_iter is None else max_iter,
             polish_iter=polish_iter, tol=tol, hvp_batch=loss.hvp_batch, sketch_rank=sketch_rank,
         )
-    return maximize_in_box(
-        loss.value_and_grad, w, radius, method=method, max_iter=20 if max_iter is None else max_iter,
-        generator=generator, basis=basis,
-    )
+    else:
+        res = maximize_in_box(
+            loss.value_and_grad, w, radius, method=method, max_iter=20 if max_iter is None else max_iter,
+            generator=generator, basis=basis,
+        )
+    return replace(res, basis=basis)
 
 
 # ---------------------------------------------------------------------------------------------- helpers

@@ -9,8 +9,6 @@ sign-gradient ascent with a step annealed from 0.5·r to 0.01·r. On these nets 
 
 from __future__ import annotations
 
-import functools
-
 import pytest
 import torch
 from torch.func import functional_call, grad_and_value, vmap
@@ -22,29 +20,12 @@ from tests.collect.hessian.tiny_nets import (  # noqa: F401 (single_thread is an
     NETS,
     cpu_generator,
     single_thread,
+    trained_net,
     vector_data,
 )
 
 EPSILONS = (1e-4, 1e-3, 1e-2, 5e-2)
 RATIO = 0.95  # the default must reach 95 % of the reference on every case (issue 12)
-
-
-@functools.cache
-def trained(net: str, seed: int) -> torch.nn.Module:
-    """NETS[net](seed) after 300 full-batch Adam steps on the 40 tiny points (training loss ~1e-3): near a minimum,
-    where the gradient is small and the box maximum is decided by curvature — the hard case for a maximiser."""
-    x, y = vector_data()
-    model = NETS[net](seed)
-    model.train()  # batch norm keeps its running statistics from tiny_nets: train mode only for the optimiser steps
-    bn_eval = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm1d)]
-    for m in bn_eval:
-        m.eval()
-    opt = torch.optim.Adam(model.parameters(), lr=0.01)
-    for _ in range(300):
-        opt.zero_grad()
-        cross_entropy(model(x), y).backward()
-        opt.step()
-    return model.eval()
 
 
 def reference_sharpness(model: torch.nn.Module, eps: float, restarts: int = 60, steps: int = 50) -> float:
@@ -76,7 +57,7 @@ def reference_sharpness(model: torch.nn.Module, eps: float, restarts: int = 60, 
 @pytest.mark.parametrize("net", sorted(NETS))
 def test_default_maximiser_reaches_95_percent_of_the_reference(net, seed):
     x, y = vector_data()
-    model = trained(net, seed)
+    model = trained_net(net, seed)
     loss = ChunkedLoss(model, cross_entropy, x, y)
     ratios = {}
     for eps in EPSILONS:
@@ -91,7 +72,7 @@ def test_old_default_falls_short_on_the_panel():
     """The panel is hard enough to tell maximisers apart: one L-BFGS-B run of 20 iterations (the old default)
     misses 95 % on at least one case (measured 0.46 for the trained tanh net at ε = 1e-2)."""
     x, y = vector_data()
-    model = trained("tanh", 0)
+    model = trained_net("tanh", 0)
     loss = ChunkedLoss(model, cross_entropy, x, y)
     old = keskar_sharpness(loss, epsilon=1e-2, method="lbfgsb", max_iter=20, generator=cpu_generator(0))
     assert old.sharpness < RATIO * reference_sharpness(model, 1e-2)
