@@ -421,7 +421,7 @@ def sharpness(
     max_iter: int | None = None,
     restarts: int = 12,
     max_restarts: int = 36,
-    polish_iter: int = 10,
+    polish_iter: int = 0,
     tol: float = 1e-3,
     n_samples: int | None = None,
     chunk_size: int = 2048,
@@ -432,7 +432,7 @@ def sharpness(
 
     ``method``: "multistart" (default: batched restarts of sign-gradient ascent from spectral and random box
     corners, ``restarts`` a round, more rounds while a round raises the best by > ``tol`` relative, at most
-    ``max_restarts``, ``max_iter`` steps each (default 15), then ``polish_iter`` L-BFGS-B iterations; see
+    ``max_restarts``, ``max_iter`` steps each (default 15), then ``polish_iter`` L-BFGS-B iterations (default 0); see
     ``collect.hessian.sharpness``), "lbfgsb" (one L-BFGS-B run, ``max_iter`` default 20) or "pga". The value is a
     lower bound on the box maximum. Diagnostics: restarts, ascent iterations, loss evaluations, Hessian-vector
     products, whether the last restart still improved the best, and whether the round rule stopped the search.
