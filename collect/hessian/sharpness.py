@@ -25,8 +25,9 @@ never below 0); the methods differ in how close they get:
   decides the value is how many basins the starts reach.) Each restart runs projected sign-gradient ascent
   Δ ← Π_C(Δ + 0.5 r ⊙ sign ∇L(w + Δ)) for at most ``max_iter`` steps, keeping the largest loss it evaluated; a
   round stops early once its best has not risen by more than ``tol`` · (best − L(w)) for 5 steps. Another round
-  runs while the previous one raised the overall best by more than ``tol`` relative, up to ``max_restarts``
-  restarts; ``converged`` is False when that cap ended the search. Optionally (``polish_iter`` > 0, default 0)
+  runs while the previous one raised the overall best by more than ``tol`` relative and fewer than 3 restarts
+  have reached the best value (within ``tol``; a maximum found by 3 starts is not a rare basin), up to
+  ``max_restarts`` restarts; ``converged`` is False when that cap ended the search. Optionally (``polish_iter`` > 0, default 0)
   the best point is polished by L-BFGS-B on the box, which moves coordinates whose optimum is inside the box; on
   the panel it gained ≤ 0.3 % and costs ``polish_iter`` unbatched evaluations. At the defaults (12 restarts a round,
   at most 36, 15 steps, no polish)
@@ -56,6 +57,7 @@ from collect.hessian.operator import ChunkedLoss
 ValueAndGrad = Callable[[torch.Tensor], tuple[float, torch.Tensor]]
 BatchValueAndGrad = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]  # [R, dim] -> ([R], [R, dim])
 METHODS = ("multistart", "lbfgsb", "pga")
+REFOUND = 3  # stop once this many restarts reached the best value (within tol): its basin is common
 PATIENCE = 5  # sign-ascent steps without a relative gain > tol before a round stops early
 STEP = 0.5  # sign-ascent step, in units of the box half-widths r
 SKETCH_RANK = 4  # top Ritz vectors of the box-scaled Hessian whose sign patterns seed restarts
@@ -170,7 +172,8 @@ def multistart_box_max(
         if float(vals[i_best]) > best:
             best, best_y = float(vals[i_best]), ys[i_best]
         done += k
-        converged = not _gained(best, before, loss0, tol)
+        refound = sum(not _gained(best, v, loss0, tol) for v in restart_best) >= REFOUND
+        converged = refound or not _gained(best, before, loss0, tol)
         if converged:
             break
     last_improved = len(restart_best) > 1 and _gained(restart_best[-1], max(restart_best[:-1]), loss0, tol)
