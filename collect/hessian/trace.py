@@ -1,13 +1,24 @@
 """Stochastic trace and Frobenius-norm estimators for a symmetric operator known only through matrix-vector products.
 
-* Hutchinson (Hutchinson 1990; Avron & Toledo 2011): Tr(H) = E[zᵀHz] for Rademacher z. Probes are drawn in blocks
-  and the run stops once the *standard error* of the running mean is at most ``rel_se`` times |mean| (after at
-  least ``min_probes``), or at ``max_probes``. This is the stopping rule the design page asks for, in place of
-  PyHessian's "the mean changed by less than x %" rule, which says nothing about the error of the estimate.
+* Hutchinson (Hutchinson 1990; Avron & Toledo 2011): Tr(H) = E[zᵀHz] for Rademacher z. The number of probes is
+  set for a target *standard error* (at most ``rel_se`` times |mean|) by a two-stage rule: a pilot of
+  ``min_probes`` probes estimates the spread, which fixes the total (capped at ``max_probes``); see
+  ``sequential_mean``. This replaces PyHessian's "the mean changed by less than x %" rule, which says nothing
+  about the error of the estimate. The standard error is the sample one, s/√n.
 * Hutch++ (Meyer, Musco, Musco & Woodruff 2021): the trace of a rank-``rank`` sketch QᵀHQ is computed exactly and
   Hutchinson runs only on the deflated remainder (I−QQᵀ)H(I−QQᵀ), with the same stopping rule. Given Q the exact
-  part has no variance, so the reported standard error is that of the remainder.
-* Frobenius norm: ‖H‖²_F = Tr(H²) = E‖Hz‖² for Rademacher z; ‖H‖_F is its square root, with a delta-method error.
+  part has no variance, so the reported standard error is that of the remainder: given the sketch Q,
+  Tr H = Tr(QᵀHQ) + Tr((I−QQᵀ)H(I−QQᵀ)) exactly and the remainder probes are i.i.d., so the estimator is unbiased
+  and s/√n of the remainder samples is its standard error conditional on Q (valid for the two-part estimator).
+* Standard error of both trace estimators: not the sample one. For a Rademacher probe z and symmetric A (A = H,
+  or the Hutch++ remainder (I−QQᵀ)H(I−QQᵀ)), Var zᵀAz = 2(‖A‖²_F − Σ_i A_ii²) ≤ 2‖A‖²_F, and ‖Az‖² — which the
+  product already computed gives for free — is an unbiased estimate of ‖A‖²_F. So se = sqrt(2·mean‖Az_i‖² / n)
+  is an (upward-biased) standard error whose own spread is far smaller than that of the sample variance of the
+  skewed, heavy-tailed quadratic forms; on the tiny nets of the tests it exceeds the true one by 1-15 % (the
+  diagonal share of ‖A‖²_F). With it and the two-stage rule below (``min_probes`` = 64 pilot probes) the truth
+  lies within 2 reported SEs in ≥ 92 % of seeded runs for both estimators on random-init and trained nets
+  (tests/collect/hessian/test_trace_estimators.py); with the sample SE, a 10-probe minimum and a stop at the
+  first n that met the target, it was 88 % for Hutch++ and 91 % for Hutchinson (issue 12).
 
 All estimators take ``matmat(V) -> H V`` on row blocks V of shape [k, dim] and count the products they make.
 """
@@ -50,23 +61,41 @@ def sequential_mean(
     block: int,
     offset: float = 0.0,
 ) -> tuple[float, float, int, bool]:
-    """Average i.i.d. samples from ``draw(k)`` until se ≤ rel_se·|offset + mean| or ``max_probes`` samples.
+    """Average i.i.d. samples from ``draw(k)`` with a two-stage (Stein 1945) sample size for a target relative SE.
 
-    Returns (mean, standard error of the mean, number of samples, converged). ``offset`` is a known constant added
-    to the mean before the relative comparison (Hutch++'s exact low-rank part).
+    ``draw(k)`` returns k samples, or a [k, 2] array whose second column holds, per probe, an unbiased estimate of
+    (an upper bound on) the variance of one sample; the standard error is then sqrt(mean of that column / n) in
+    place of the sample one, s/√n.
+
+    A pilot of n₀ = ``min_probes`` samples sets n = ⌈n₀ · (se₀ / (rel_se·|offset + mean₀|))²⌉, the size at which
+    its spread gives se = rel_se·|offset + mean| (``offset``: a known constant added to the mean, Hutch++'s exact
+    low-rank part); the samples are drawn up to n (at most ``max_probes``) and the plan is repeated from all of
+    them until the target is met. Unlike checking the target after every block — which stops preferentially on
+    samples whose se happens to be small (with the sample SE and a 10-probe minimum: 88 % two-SE coverage for
+    Hutch++, issue 12) — n is decided in a few planned steps, mostly by the pilot. Returns (mean, standard error
+    of the mean, number of samples, converged), converged False when ``max_probes`` stopped it first.
     """
     _check_budget(rel_se, min_probes, max_probes, block)
-    samples: list[float] = []
-    while len(samples) < max_probes:
-        k = min(block, max_probes - len(samples))
-        samples.extend(float(s) for s in np.asarray(draw(k), dtype=np.float64).reshape(-1))
-        n = len(samples)
-        if n >= max(min_probes, 2):
-            mean, se = _mean_se(samples)
-            if se <= rel_se * abs(offset + mean):
-                return mean, se, n, True
-    mean, se = _mean_se(samples)
-    return mean, se, len(samples), False
+    rows: list[np.ndarray] = []
+
+    def take(n: int) -> None:
+        while sum(len(r) for r in rows) < n:
+            k = min(block, n - sum(len(r) for r in rows))
+            a = np.asarray(draw(k), dtype=np.float64)
+            rows.append(a.reshape(k, -1) if a.ndim == 2 else a.reshape(k, 1))
+
+    n = min_probes
+    while True:
+        take(n)
+        a = np.concatenate(rows)
+        mean, se = _mean_se(a)
+        scale = rel_se * abs(offset + mean)
+        if se <= scale:
+            return mean, se, n, True
+        if n >= max_probes:
+            return mean, se, n, False
+        needed = max_probes if scale <= 0 else math.ceil(n * (se / scale) ** 2)
+        n = min(max(needed, n + block), max_probes)
 
 
 def hutchinson_trace(
@@ -77,7 +106,7 @@ def hutchinson_trace(
     dtype: torch.dtype,
     device: torch.device,
     rel_se: float = 0.02,
-    min_probes: int = 10,
+    min_probes: int = 64,
     max_probes: int = 500,
     block: int = 8,
 ) -> Estimate:
@@ -85,7 +114,8 @@ def hutchinson_trace(
 
     def draw(k: int) -> np.ndarray:
         z = rademacher(k, dim, generator, dtype, device)
-        return (z * matmat(z)).sum(dim=1).double().cpu().numpy()
+        hz = matmat(z)
+        return _with_variance_bound((z * hz).sum(dim=1), hz)
 
     mean, se, n, ok = sequential_mean(draw, rel_se=rel_se, min_probes=min_probes, max_probes=max_probes, block=block)
     return Estimate(mean, se, n, n, ok)
@@ -100,7 +130,7 @@ def hutchpp_trace(
     device: torch.device,
     rank: int = 10,
     rel_se: float = 0.02,
-    min_probes: int = 10,
+    min_probes: int = 64,
     max_probes: int = 500,
     block: int = 8,
 ) -> Estimate:
@@ -124,7 +154,8 @@ def hutchpp_trace(
     def draw(k: int) -> np.ndarray:
         z = rademacher(k, dim, generator, dtype, device)
         z = z - (z @ q) @ q.T  # (I − QQᵀ) z
-        return (z * matmat(z)).sum(dim=1).double().cpu().numpy()
+        hz = matmat(z)
+        return _with_variance_bound((z * hz).sum(dim=1), hz - (hz @ q) @ q.T)  # (I−QQᵀ)H(I−QQᵀ)z
 
     mean, se, n, ok = sequential_mean(
         draw, rel_se=rel_se, min_probes=min_probes, max_probes=max_probes, block=block, offset=exact
@@ -140,7 +171,7 @@ def hutchinson_frobenius(
     dtype: torch.dtype,
     device: torch.device,
     rel_se: float = 0.02,
-    min_probes: int = 10,
+    min_probes: int = 64,
     max_probes: int = 500,
     block: int = 8,
 ) -> Estimate:
@@ -163,11 +194,23 @@ def hutchinson_frobenius(
     return Estimate(frob, se_frob, n, n, ok)
 
 
-def _mean_se(samples: list[float]) -> tuple[float, float]:
-    a = np.asarray(samples, dtype=np.float64)
-    if a.size < 2:
-        return float(a.mean()), float("inf")
-    return float(a.mean()), float(a.std(ddof=1) / math.sqrt(a.size))
+def _mean_se(a: np.ndarray) -> tuple[float, float]:
+    """Mean of column 0 and its standard error: from column 1 (per-probe variance estimates) when present, else the
+    sample standard deviation over √n."""
+    a = np.asarray(a, dtype=np.float64)
+    a = a.reshape(a.shape[0], -1)
+    n = a.shape[0]
+    mean = float(a[:, 0].mean())
+    if a.shape[1] > 1:
+        return mean, math.sqrt(max(float(a[:, 1].mean()), 0.0) / n)
+    if n < 2:
+        return mean, float("inf")
+    return mean, float(a[:, 0].std(ddof=1) / math.sqrt(n))
+
+
+def _with_variance_bound(quad: torch.Tensor, az: torch.Tensor) -> np.ndarray:
+    """Columns (zᵀAz, 2‖Az‖²) per Rademacher probe z: E 2‖Az‖² = 2‖A‖²_F ≥ 2(‖A‖²_F − Σ A_ii²) = Var zᵀAz."""
+    return torch.stack([quad, 2 * az.pow(2).sum(dim=1)], dim=1).double().cpu().numpy()
 
 
 def _check_budget(rel_se: float, min_probes: int, max_probes: int, block: int) -> None:

@@ -39,6 +39,7 @@ from collect.models import layers_in_order
 
 DEFAULT_MAX_POINTS = 5000  # Hessian measures use the whole training set up to this size, else a seeded subset
 SUBSET_SALT = 0  # one training subset shared by all curvature measures of a run
+MIN_PROBES = 64  # default pilot of the trace/Frobenius estimators (the calibrated 2-SE coverage needs it)
 TOP_K_DECLARED = 20  # top_eig_1 .. top_eig_20 have a declared direction
 
 P000 = "On Flat Minima, Large Margins and Generalizability (paper 000)"
@@ -65,18 +66,24 @@ def _loss(ctx: MeasureContext, n_samples: int | None, chunk_size: int, name: str
     return ChunkedLoss(ctx.model, ctx.loss_fn, x, y, chunk_size=chunk_size, **kwargs)
 
 
-def _check_probes(name: str, rel_se: float, min_probes: int, max_probes: int) -> None:
+def _check_probes(name: str, rel_se: float, min_probes: int | None, max_probes: int) -> int:
+    """The pilot size to use: ``min_probes`` if set, else min(MIN_PROBES, max_probes) (a budget the spec set wins
+    over the default pilot; below 64 probes the 2-SE coverage falls under 92 %, see collect.hessian.trace)."""
     _check(rel_se >= 0, name, "rel_se", rel_se, "must be >= 0 (0 runs to max_probes)")
+    _check(max_probes >= 2, name, "max_probes", max_probes, "must be >= 2 so a standard error exists")
+    if min_probes is None:
+        return min(MIN_PROBES, max_probes)
     _check(min_probes >= 2, name, "min_probes", min_probes, "must be >= 2 so a standard error exists")
     _check(max_probes >= min_probes, name, "max_probes", max_probes, f"must be >= min_probes = {min_probes}")
+    return min_probes
 
 
 def _trace_estimate(
-    loss: ChunkedLoss, ctx: MeasureContext, salt: int, *, method: str, rel_se: float, min_probes: int,
+    loss: ChunkedLoss, ctx: MeasureContext, salt: int, *, method: str, rel_se: float, min_probes: int | None,
     max_probes: int, hutchpp_rank: int, name: str,
 ) -> Estimate:
     _check(method in ("hutchinson", "hutchpp"), name, "method", method, "use 'hutchinson' or 'hutchpp'")
-    _check_probes(name, rel_se, min_probes, max_probes)
+    min_probes = _check_probes(name, rel_se, min_probes, max_probes)
     common = dict(
         generator=ctx.generator(salt), dtype=loss.dtype, device=loss.device,
         rel_se=rel_se, min_probes=min_probes, max_probes=max_probes,
@@ -111,10 +118,8 @@ def _pearson_after_lof(a: np.ndarray, b: np.ndarray, n_neighbors: int) -> tuple[
 # ---------------------------------------------------------------------------------------------- Hessian trace
 @measure(
     "hessian_trace",
-    directions={
-        "hessian_trace": 1, "hessian_trace_se": 0, "hessian_trace_n_hvp": 0,
-        "hessian_trace_over_weight_norm": 1, "hessian_trace_times_weight_norm": 1,
-    },
+    directions={"hessian_trace": 1, "hessian_trace_over_weight_norm": 1, "hessian_trace_times_weight_norm": 1},
+    diagnostics=("hessian_trace_se", "hessian_trace_n_hvp"),
     paper=f"{P000}, section 3; {P003}",
 )
 def hessian_trace(
@@ -122,7 +127,7 @@ def hessian_trace(
     *,
     n_samples: int | None = None,
     rel_se: float = 0.02,
-    min_probes: int = 10,
+    min_probes: int | None = None,
     max_probes: int = 500,
     method: str = "hutchinson",
     hutchpp_rank: int = 10,
@@ -157,7 +162,8 @@ def hessian_trace(
 
 @measure(
     "hessian_frobenius",
-    directions={"hessian_frobenius": 1, "hessian_frobenius_se": 0, "hessian_frobenius_n_hvp": 0},
+    directions={"hessian_frobenius": 1},
+    diagnostics=("hessian_frobenius_se", "hessian_frobenius_n_hvp"),
     paper=P003,
 )
 def hessian_frobenius(
@@ -165,12 +171,12 @@ def hessian_frobenius(
     *,
     n_samples: int | None = None,
     rel_se: float = 0.02,
-    min_probes: int = 10,
+    min_probes: int | None = None,
     max_probes: int = 500,
     chunk_size: int = 2048,
 ) -> MeasureResult:
     """‖∇²L‖_F estimated as sqrt(E‖Hz‖²) over Rademacher z, with its standard error (delta method)."""
-    _check_probes("hessian_frobenius", rel_se, min_probes, max_probes)
+    min_probes = _check_probes("hessian_frobenius", rel_se, min_probes, max_probes)
     loss = _loss(ctx, n_samples, chunk_size, "hessian_frobenius")
     est = hutchinson_frobenius(
         loss.hvp_batch, loss.dim, generator=ctx.generator(102), dtype=loss.dtype, device=loss.device,
@@ -192,7 +198,8 @@ def _check_lanczos(name: str, tol: float, max_iter: int, k: int = 1) -> None:
 
 @measure(
     "lambda_max",
-    directions={"lambda_max": 1, "lambda_max_residual": 0, "lambda_max_n_hvp": 0, "lambda_max_converged": 0},
+    directions={"lambda_max": 1},
+    diagnostics=("lambda_max_residual", "lambda_max_n_hvp", "lambda_max_converged"),
     paper=P004,
 )
 def lambda_max(
@@ -224,8 +231,8 @@ def lambda_max(
 
 @measure(
     "top_eigenvalues",
-    directions={f"top_eig_{i}": 1 for i in range(1, TOP_K_DECLARED + 1)}
-    | {"top_eig_max_residual": 0, "top_eig_n_hvp": 0, "top_eig_converged": 0},
+    directions={f"top_eig_{i}": 1 for i in range(1, TOP_K_DECLARED + 1)},
+    diagnostics=("top_eig_max_residual", "top_eig_n_hvp", "top_eig_converged"),
     paper=f"{P004}; {P002} appendix (products of top eigenvalues)",
 )
 def top_eigenvalues(
@@ -256,10 +263,10 @@ def top_eigenvalues(
 
 @measure(
     "lambda_max_between_iterates",
-    directions={
-        "lambda_max_between_iterates": 1, "lambda_max_between_iterates_at": 0,
-        "lambda_max_between_iterates_n_hvp": 0, "lambda_max_between_iterates_converged": 0,
-    },
+    directions={"lambda_max_between_iterates": 1},
+    diagnostics=(
+        "lambda_max_between_iterates_at", "lambda_max_between_iterates_n_hvp", "lambda_max_between_iterates_converged",
+    ),
     paper=f"{P004}, section 3.5 (after Cohen et al. 2021)",
 )
 def lambda_max_between_iterates(
@@ -310,11 +317,13 @@ def lambda_max_between_iterates(
 # ---------------------------------------------------------------------------------------------- per-sample trace
 @measure(
     "per_sample_trace",
-    directions={
-        "per_sample_trace_mean": 1, "per_sample_trace_mean_se": 0, "per_sample_n_correct": 0,
-        "per_sample_r_aceht": 0, "per_sample_r_aceht_lof": 0,
-        "per_sample_r_margin_bound": 0, "per_sample_r_margin_bound_lof": 0,
-    },
+    directions={"per_sample_trace_mean": 1},
+    # the r-values describe paper 000's per-point analysis (trace vs ACEHT / margin bound); they are not proposed
+    # to predict generalization, so they are diagnostics of the measure, not measures
+    diagnostics=(
+        "per_sample_trace_mean_se", "per_sample_n_correct", "per_sample_r_aceht", "per_sample_r_aceht_lof",
+        "per_sample_r_margin_bound", "per_sample_r_margin_bound_lof",
+    ),
     paper=f"{P000}, sections 3.1-3.2",
 )
 def per_sample_trace(
@@ -391,27 +400,51 @@ def per_sample_trace(
 
 
 # ---------------------------------------------------------------------------------------------- sharpness
-@measure("sharpness", directions={"sharpness": 1}, paper=f"{P002}, definition 2.1 and appendix B (Keskar et al.)")
+SHARPNESS_DIAGNOSTICS = (
+    "sharpness_n_restarts", "sharpness_n_iter", "sharpness_n_evals", "sharpness_n_hvp",
+    "sharpness_last_restart_improved", "sharpness_converged",
+)
+
+
+@measure(
+    "sharpness",
+    directions={"sharpness": 1},
+    diagnostics=SHARPNESS_DIAGNOSTICS,
+    paper=f"{P002}, definition 2.1 and appendix B (Keskar et al.)",
+)
 def sharpness(
     ctx: MeasureContext,
     *,
     epsilon: float = 1e-3,
-    method: str = "lbfgsb",
+    method: str = "multistart",
     subspace_dim: int | None = None,
-    max_iter: int = 20,
+    max_iter: int | None = None,
+    restarts: int = 12,
+    max_restarts: int = 36,
+    polish_iter: int = 0,
+    tol: float = 1e-3,
     n_samples: int | None = None,
     chunk_size: int = 2048,
 ) -> MeasureResult:
-    """Keskar sharpness 100·max_{|Δ_i| ≤ ε(|w_i|+1)} (L(w+Δ) − L(w)) / (1 + L(w)) on the training set.
+    """Keskar sharpness 100 · max_{Δ ∈ C_ε} (L(w + Δ) − L(w)) / (1 + L(w)), C_ε = {Δ : |Δ_i| ≤ ε(|w_i| + 1)}, on
+    the training set; with ``subspace_dim`` = p, Δ = A y over a random orthonormal dim × p matrix A and
+    |y_j| ≤ ε(|(Aᵀw)_j| + 1) (Keskar et al.'s subspace variant).
 
-    ``method``: "lbfgsb" (L-BFGS-B, ``max_iter`` iterations) or "pga" (projected sign-gradient ascent,
-    ``max_iter`` steps); ``subspace_dim`` = p restricts Δ to a random p-dimensional subspace (Keskar et al.).
-    The maximisation is local, so the value is a lower bound on the box maximum.
+    ``method``: "multistart" (default: batched restarts of sign-gradient ascent from spectral and random box
+    corners, ``restarts`` a round, more rounds while a round raises the best by > ``tol`` relative, at most
+    ``max_restarts``, ``max_iter`` steps each (default 15), then ``polish_iter`` L-BFGS-B iterations (default 0); see
+    ``collect.hessian.sharpness``), "lbfgsb" (one L-BFGS-B run, ``max_iter`` default 20) or "pga". The value is a
+    lower bound on the box maximum. Diagnostics: restarts, ascent iterations, loss evaluations, Hessian-vector
+    products, whether the last restart still improved the best, and whether the round rule stopped the search.
     """
     name = "sharpness"
     _check(epsilon > 0, name, "epsilon", epsilon, "must be > 0 (paper 002 uses 1e-4 to 1e-3)")
     _check(method in SHARPNESS_METHODS, name, "method", method, f"use one of {', '.join(SHARPNESS_METHODS)}")
-    _check(max_iter >= 1, name, "max_iter", max_iter, "must be >= 1")
+    _check(max_iter is None or max_iter >= 1, name, "max_iter", max_iter, "must be >= 1 (or omitted)")
+    _check(restarts >= 1, name, "restarts", restarts, "must be >= 1")
+    _check(max_restarts >= restarts, name, "max_restarts", max_restarts, f"must be >= restarts = {restarts}")
+    _check(polish_iter >= 0, name, "polish_iter", polish_iter, "must be >= 0 (0: no polish)")
+    _check(tol >= 0, name, "tol", tol, "must be >= 0")
     _check(chunk_size >= 1, name, "chunk_size", chunk_size, "must be >= 1")
     x, y = _points(ctx, n_samples, name, default=None)
     loss = ChunkedLoss(ctx.model, ctx.loss_fn, x, y, chunk_size=chunk_size)
@@ -420,33 +453,50 @@ def sharpness(
         f"must be between 1 and the number of parameters ({loss.dim}), or omitted for the full space",
     )
     res = keskar_sharpness(
-        loss, epsilon=epsilon, method=method, subspace_dim=subspace_dim, max_iter=max_iter,
-        generator=ctx.generator(107),
+        loss, epsilon=epsilon, method=method, subspace_dim=subspace_dim, max_iter=max_iter, restarts=restarts,
+        max_restarts=max_restarts, polish_iter=polish_iter, tol=tol, generator=ctx.generator(107),
     )
-    info = {"optimizer": res.message, "loss_evaluations": str(res.n_evals)}
-    return MeasureResult(values={"sharpness": res.sharpness}, info=info)
+    values = {
+        "sharpness": res.sharpness,
+        "sharpness_n_restarts": float(res.n_restarts),
+        "sharpness_n_iter": float(res.n_iter),
+        "sharpness_n_evals": float(res.n_evals),
+        "sharpness_n_hvp": float(res.n_hvp),
+        "sharpness_last_restart_improved": float(res.last_restart_improved),
+        "sharpness_converged": float(res.converged),
+    }
+    return MeasureResult(values=values, info={"optimizer": res.message})
 
 
 # ---------------------------------------------------------------------------------------------- PAC-Bayes
 def _pacbayes(ctx: MeasureContext, name: str, key: str, noise, *, target_deviation: float, n_draws: int,
-              n_iter: int, n_samples: int | None, chunk_size: int, salt: int) -> MeasureResult:
+              n_iter: int, rel_tol: float, n_samples: int | None, chunk_size: int, salt: int) -> MeasureResult:
     _check(0 < target_deviation < 1, name, "target_deviation", target_deviation, "a rise in training error in (0, 1)")
     _check(n_draws >= 1, name, "n_draws", n_draws, "must be >= 1")
     _check(n_iter >= 0, name, "n_iter", n_iter, "must be >= 0")
+    _check(rel_tol >= 0, name, "rel_tol", rel_tol, "must be >= 0 (0: run all n_iter bisection steps)")
     _check(chunk_size >= 1, name, "chunk_size", chunk_size, "must be >= 1")
     x, y = _points(ctx, n_samples, name, default=None)
     error = ChunkedLoss(ctx.model, zero_one_error, x, y, chunk_size=chunk_size)
     res = largest_admissible_sigma(
-        error, noise_std=noise, target=target_deviation, n_draws=n_draws, n_iter=n_iter,
+        error, noise_std=noise, target=target_deviation, n_draws=n_draws, n_iter=n_iter, rel_tol=rel_tol,
         seed=ctx.seed * 7 + salt,
     )
-    values = {key: res.flatness, f"{key}_sigma": res.sigma}
+    values = {
+        key: res.flatness,
+        f"{key}_sigma": res.sigma,
+        f"{key}_n_evals": float(res.n_evals),
+        f"{key}_bracketed": float(res.bracketed),
+    }
     info = {"bracketed": str(res.bracketed), "deviation": f"{res.deviation:.4f}"}
     return MeasureResult(values=values, info=info)
 
 
 @measure(
-    "pacbayes_flatness", directions={"pacbayes_flatness": 1, "pacbayes_flatness_sigma": -1}, paper=JIANG,
+    "pacbayes_flatness",
+    directions={"pacbayes_flatness": 1},
+    diagnostics=("pacbayes_flatness_sigma", "pacbayes_flatness_n_evals", "pacbayes_flatness_bracketed"),
+    paper=JIANG,
 )
 def pacbayes_flatness(
     ctx: MeasureContext,
@@ -454,19 +504,23 @@ def pacbayes_flatness(
     target_deviation: float = 0.1,
     n_draws: int = 10,
     n_iter: int = 20,
+    rel_tol: float = 0.01,
     n_samples: int | None = None,
     chunk_size: int = 2048,
 ) -> MeasureResult:
-    """1/σ'² for the largest σ' with E[err(w + N(0, σ'²I))] − err(w) ≤ ``target_deviation`` on the training set."""
+    """1/σ'² for the largest σ' with E[err(w + N(0, σ'²I))] − err(w) ≤ ``target_deviation`` on the training set
+    (a mean over ``n_draws`` common-random-number draws; bisection on log σ to hi/lo ≤ 1 + ``rel_tol``, at most
+    ``n_iter`` steps; the draws of one σ in one vmapped forward pass)."""
     return _pacbayes(
         ctx, "pacbayes_flatness", "pacbayes_flatness", isotropic_std, target_deviation=target_deviation,
-        n_draws=n_draws, n_iter=n_iter, n_samples=n_samples, chunk_size=chunk_size, salt=1,
+        n_draws=n_draws, n_iter=n_iter, rel_tol=rel_tol, n_samples=n_samples, chunk_size=chunk_size, salt=1,
     )
 
 
 @measure(
     "pacbayes_mag_flatness",
-    directions={"pacbayes_mag_flatness": 1, "pacbayes_mag_flatness_sigma": -1},
+    directions={"pacbayes_mag_flatness": 1},
+    diagnostics=("pacbayes_mag_flatness_sigma", "pacbayes_mag_flatness_n_evals", "pacbayes_mag_flatness_bracketed"),
     paper=JIANG,
 )
 def pacbayes_mag_flatness(
@@ -475,6 +529,7 @@ def pacbayes_mag_flatness(
     target_deviation: float = 0.1,
     n_draws: int = 10,
     n_iter: int = 20,
+    rel_tol: float = 0.01,
     mag_eps: float = 1e-3,
     n_samples: int | None = None,
     chunk_size: int = 2048,
@@ -483,7 +538,7 @@ def pacbayes_mag_flatness(
     _check(mag_eps >= 0, "pacbayes_mag_flatness", "mag_eps", mag_eps, "must be >= 0")
     return _pacbayes(
         ctx, "pacbayes_mag_flatness", "pacbayes_mag_flatness", magnitude_aware_std(mag_eps),
-        target_deviation=target_deviation, n_draws=n_draws, n_iter=n_iter, n_samples=n_samples,
+        target_deviation=target_deviation, n_draws=n_draws, n_iter=n_iter, rel_tol=rel_tol, n_samples=n_samples,
         chunk_size=chunk_size, salt=2,
     )
 
@@ -491,7 +546,8 @@ def pacbayes_mag_flatness(
 # ---------------------------------------------------------------------------------------------- scale-aware
 @measure(
     "relative_flatness",
-    directions={"relative_flatness": 1, "relative_flatness_se": 0, "relative_flatness_n_hvp": 0},
+    directions={"relative_flatness": 1},
+    diagnostics=("relative_flatness_se", "relative_flatness_n_hvp"),
     paper="Petzka et al. 2021, Relative flatness and generalization; " + P003,
 )
 def relative_flatness(
@@ -500,7 +556,7 @@ def relative_flatness(
     layer: int = -1,
     n_samples: int | None = None,
     rel_se: float = 0.02,
-    min_probes: int = 10,
+    min_probes: int | None = None,
     max_probes: int = 500,
     chunk_size: int = 2048,
 ) -> MeasureResult:

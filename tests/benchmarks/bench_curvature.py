@@ -17,6 +17,13 @@ B. λ_max (k = 1) and the top 3 (k = 3) of the ``quick`` sweep's FCN (trained as
 C. Cost of each curvature measure vs the margin measures (``margins``) on the same trained FCN (paper 000:
    1.5 h for the trace of all MNIST vs 5 s for margins).
 D. Per-run cost of the curvature entries recommended for the ``quick`` sweep (printed as TOML), on its FCN.
+E. Keskar sharpness (issue 12): the default batched multistart maximiser vs the old default (L-BFGS-B, 20
+   iterations) and the quick sweep's old setting (10 iterations) on trained quick-sweep FCNs: seconds, loss
+   evaluations and the value each reaches (the maximisers return lower bounds; larger is better).
+F. Measuring vs training (issue 14): for ``--runs`` configurations of the ``quick`` sweep, the training time and,
+   side by side in one process, old and new seconds of every measure in the sweep's list with the value each
+   returns; then the medians per run. "old" = the pre-issue-14 paths that still exist: sharpness by L-BFGS-B with
+   the quick sweep's former max_iter = 10, PAC-Bayes with one draw at a time and all 20 bisection steps.
 
 Runs with one torch thread unless ``--threads`` says otherwise. The machine may be shared: the load average is
 printed beside every number; compare only numbers from one run.
@@ -65,6 +72,11 @@ def load() -> str:
 
 def trained(cfg: RunConfig) -> MeasureContext:
     """Train ``cfg`` as the runner does and return the measure context of the final model (eval mode)."""
+    return trained_with_seconds(cfg)[0]
+
+
+def trained_with_seconds(cfg: RunConfig) -> tuple[MeasureContext, float]:
+    """``trained`` and the training time in seconds."""
     dataset = load_dataset(cfg.data, cfg.data_seed)
     data = to_tensors(dataset, torch.device("cpu"))
     model = build_model(cfg.model, dataset.input_shape, dataset.num_classes, cfg.seed)
@@ -76,7 +88,7 @@ def trained(cfg: RunConfig) -> MeasureContext:
         model=result.model.eval(), config=cfg, x_train=data.x_train, y_train=data.y_train, x_test=data.x_test,
         y_test=data.y_test, is_attack=data.is_attack, num_classes=dataset.num_classes, loss_fn=loss_fn,
         init_state=result.init_state, device=torch.device("cpu"), seed=cfg.seed, next_iterate=result.next_iterate,
-    )
+    ), result.seconds
 
 
 def quick_config(**model_changes) -> RunConfig:
@@ -251,17 +263,89 @@ def bench_quick() -> None:
     print(f"  TOML: measures = [..., {entries}]")
 
 
+# ---------------------------------------------------------------------------------------------- E, F
+def sharpness_cost(runs: int) -> None:
+    print(f"\nE. Keskar sharpness (eps 1e-3, 500 points) on trained quick FCNs: new default vs old L-BFGS-B ({load()})")
+    for cfg in quick_configs(runs):
+        ctx = trained(cfg)
+        for label, opts in (("old: lbfgsb, max_iter 20", {"method": "lbfgsb", "max_iter": 20}),
+                            ("old quick: lbfgsb, max_iter 10", {"method": "lbfgsb", "max_iter": 10}),
+                            ("new default: multistart", {})):
+            t, v = timed("sharpness", ctx, epsilon=1e-3, n_samples=500, **opts)
+            print(f"  {label:32s} {t:6.2f} s  sharpness {v['sharpness']:.5g}  evals {v['sharpness_n_evals']:.0f}  "
+                  f"restarts {v['sharpness_n_restarts']:.0f}  last restart improved "
+                  f"{bool(v['sharpness_last_restart_improved'])}  ({load()})")
+
+
+def quick_configs(runs: int) -> list[RunConfig]:
+    """``runs`` configurations of the quick sweep, spread over its grid (every k-th of the 32)."""
+    cfgs = [r.config for r in expand(load_spec(find_sweep("quick")))]
+    step = max(1, len(cfgs) // runs)
+    return cfgs[::step][:runs]
+
+
+def throughput(runs: int) -> None:
+    print(f"\nF. quick sweep: training vs measuring per run, old vs new paths side by side ({load()})")
+    old_opts = {"sharpness": {"method": "lbfgsb", "max_iter": 10},
+                "pacbayes_flatness": {"rel_tol": 0.0}}
+    train_s, old_tot, new_tot = [], [], []
+    for cfg in quick_configs(runs):
+        ctx, seconds = trained_with_seconds(cfg)
+        train_s.append(seconds)
+        old_sum = new_sum = 0.0
+        for spec in cfg.measures:
+            t_new, v_new = timed(spec.name, ctx, **spec.options)
+            new_sum += t_new
+            if spec.name in old_opts:
+                opts = {**{k: v for k, v in spec.options.items() if k != "max_iter"}, **old_opts[spec.name]}
+                if spec.name == "pacbayes_flatness":
+                    t_old, v_old = timed_unbatched_pacbayes(ctx, **opts)
+                else:
+                    t_old, v_old = timed(spec.name, ctx, **opts)
+            else:
+                t_old, v_old = t_new, v_new
+            old_sum += t_old
+            key = spec.name if spec.name in v_new else next(iter(v_new))
+            print(f"  {spec.name:18s} old {t_old:6.3f} s  new {t_new:6.3f} s   {key}: old {v_old.get(key, float('nan')):.5g}"
+                  f"  new {v_new[key]:.5g}")
+        old_tot.append(old_sum)
+        new_tot.append(new_sum)
+        print(f"  -> run: training {train_s[-1]:.2f} s, measures old {old_sum:.2f} s, new {new_sum:.2f} s  ({load()})")
+    print(f"  medians per run over {len(train_s)} runs: training {np.median(train_s):.2f} s, measures old "
+          f"{np.median(old_tot):.2f} s, new {np.median(new_tot):.2f} s; new/training = "
+          f"{np.median(new_tot) / np.median(train_s):.2f} (goal <= 1), old/new = {np.median(old_tot) / np.median(new_tot):.2f}x")
+
+
+def timed_unbatched_pacbayes(ctx: MeasureContext, **options) -> tuple[float, dict]:
+    """PAC-Bayes flatness with one draw per forward pass (the pre-issue-14 path), same draws and options."""
+    from collect.hessian.pacbayes import isotropic_std, largest_admissible_sigma, zero_one_error
+
+    t0 = time.perf_counter()
+    x, y = ctx.train_subset(options.get("n_samples"), salt=0)
+    error = ChunkedLoss(ctx.model, zero_one_error, x, y, chunk_size=options.get("chunk_size", 2048))
+    res = largest_admissible_sigma(
+        error, noise_std=isotropic_std, target=options.get("target_deviation", 0.1),
+        n_draws=options.get("n_draws", 10), n_iter=options.get("n_iter", 20), rel_tol=options.get("rel_tol", 0.01),
+        seed=ctx.seed * 7 + 1, draw_batch=None,
+    )
+    return time.perf_counter() - t0, {"pacbayes_flatness": res.flatness}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--points", type=int, default=1000, help="training points for part A (default 1000)")
-    parser.add_argument("--only", choices=["per_sample", "lambda", "cost", "quick"], help="run one part")
+    parser.add_argument("--only", choices=["per_sample", "lambda", "cost", "quick", "sharpness", "throughput"],
+                        help="run one part")
+    parser.add_argument("--runs", type=int, default=4, help="quick-sweep configurations for parts E and F")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1, see below)")
     args = parser.parse_args()
     # One thread by default: what each of `python -m collect`'s two workers gets on 2 cores, and on a shared machine
     # two threads per process measured 5-10x *slower* per Hessian-vector product (oversubscription).
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} cores, {load()}")
-    parts = {"per_sample": lambda: bench_per_sample(args.points), "lambda": bench_lambda, "cost": bench_cost, "quick": bench_quick}
+    parts = {"per_sample": lambda: bench_per_sample(args.points), "lambda": bench_lambda, "cost": bench_cost,
+             "quick": bench_quick, "sharpness": lambda: sharpness_cost(args.runs),
+             "throughput": lambda: throughput(args.runs)}
     for name, fn in parts.items():
         if args.only in (None, name):
             fn()

@@ -42,8 +42,9 @@ def run(name: str, ctx: MeasureContext, **options):
     m = registry()[name]
     m.check_options(options, name)
     result = m.fn(ctx, **options)
-    undeclared = set(result.values) - set(m.directions)
-    assert not undeclared, f"{name} returns keys without a declared direction: {undeclared}"
+    undeclared = set(result.values) - set(m.directions) - m.diagnostics
+    assert not undeclared, f"{name} returns keys that are neither a measure with a direction nor a diagnostic: {undeclared}"
+    assert not set(m.directions) & m.diagnostics, f"{name}: a diagnostic must not also have a direction"
     assert all(isinstance(v, float) for v in result.values.values())
     return result
 
@@ -200,3 +201,22 @@ def test_sharpness_and_pacbayes_run_through_the_context():
     assert mag["pacbayes_mag_flatness"] > 0
     with pytest.raises(SpecError, match="target_deviation"):
         run("pacbayes_flatness", ctx, target_deviation=1.5)
+
+
+def test_curvature_diagnostics_are_declared_and_have_no_direction():
+    """Interfaces §1: standard errors, product counts, residuals, convergence flags, the σ a bisection found, point
+    counts and the per-sample r-values are diagnostics (ledger ``diag.``), never ranked as measures."""
+    diagnostic_like = ("_se", "_n_hvp", "_n_evals", "_n_restarts", "_n_iter", "_residual", "_converged", "_sigma",
+                       "_bracketed", "_n_correct", "_improved", "_at")
+    for m in curvature.MEASURES:
+        assert not set(m.directions) & m.diagnostics, m.name
+        for key in set(m.directions):
+            assert not key.endswith(diagnostic_like) and "_r_" not in key, f"{m.name}: {key} has a direction"
+    reg = registry()
+    for key in ("hessian_trace_se", "hessian_trace_n_hvp", "lambda_max_residual", "lambda_max_converged",
+                "pacbayes_flatness_sigma", "pacbayes_mag_flatness_sigma", "per_sample_n_correct",
+                "per_sample_trace_mean_se", "per_sample_r_aceht", "per_sample_r_margin_bound_lof",
+                "relative_flatness_se", "hessian_frobenius_se", "sharpness_last_restart_improved",
+                "sharpness_n_restarts", "sharpness_n_iter"):
+        assert any(reg[m.name].kind(key) == "diagnostic" for m in curvature.MEASURES), key
+    assert reg["sharpness"].kind("sharpness") == "measure"
