@@ -19,7 +19,7 @@ from typing import Callable, Mapping, Sequence
 
 import torch
 from torch import nn
-from torch.func import functional_call, grad, vjp, vmap
+from torch.func import functional_call, grad, grad_and_value, vjp, vmap
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -121,6 +121,37 @@ class ChunkedLoss:
                 total += w * float(self._chunk_loss(params, xb, yb))
             g += w * self.flatten(g_fn(params, xb, yb))
         return total, g
+
+    def values_batch(self, thetas: torch.Tensor) -> torch.Tensor:
+        """L(θ_r) for each row θ_r of ``thetas`` ([R, dim]), one vmapped forward pass per chunk (no graph)."""
+        self._check_batch(thetas)
+        params = self.unflatten_batch(thetas)
+        out = torch.zeros(thetas.shape[0], dtype=thetas.dtype, device=thetas.device)
+        with torch.no_grad():
+            for xb, yb, w in self._chunks():
+                out += w * vmap(self._chunk_loss, in_dims=(0, None, None))(params, xb, yb)
+        return out
+
+    def values_and_grads_batch(self, thetas: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """L(θ_r) and ∇L(θ_r) for each row θ_r of ``thetas`` ([R, dim]): one vmapped forward and backward per chunk.
+
+        Many weight perturbations (sharpness restarts, PAC-Bayes noise draws) then cost one batched matmul per
+        layer instead of R small ones.
+        """
+        self._check_batch(thetas)
+        params = self.unflatten_batch(thetas)
+        fn = vmap(grad_and_value(self._chunk_loss), in_dims=(0, None, None))
+        values = torch.zeros(thetas.shape[0], dtype=thetas.dtype, device=thetas.device)
+        grads = torch.zeros_like(thetas)
+        for xb, yb, w in self._chunks():
+            g, v = fn(params, xb, yb)
+            values += w * v.detach()
+            grads += w * self.flatten_batch(g).detach()
+        return values, grads
+
+    def _check_batch(self, thetas: torch.Tensor) -> None:
+        if thetas.ndim != 2 or thetas.shape[1] != self.dim:
+            raise ValueError(f"thetas must have shape [R, {self.dim}], got {tuple(thetas.shape)}")
 
     def hvp(self, v: torch.Tensor, theta: torch.Tensor | None = None) -> torch.Tensor:
         """H(θ) v for one flat vector v."""

@@ -391,27 +391,51 @@ def per_sample_trace(
 
 
 # ---------------------------------------------------------------------------------------------- sharpness
-@measure("sharpness", directions={"sharpness": 1}, paper=f"{P002}, definition 2.1 and appendix B (Keskar et al.)")
+SHARPNESS_DIAGNOSTICS = (
+    "sharpness_n_restarts", "sharpness_n_iter", "sharpness_n_evals", "sharpness_n_hvp",
+    "sharpness_last_restart_improved", "sharpness_converged",
+)
+
+
+@measure(
+    "sharpness",
+    directions={"sharpness": 1},
+    diagnostics=SHARPNESS_DIAGNOSTICS,
+    paper=f"{P002}, definition 2.1 and appendix B (Keskar et al.)",
+)
 def sharpness(
     ctx: MeasureContext,
     *,
     epsilon: float = 1e-3,
-    method: str = "lbfgsb",
+    method: str = "multistart",
     subspace_dim: int | None = None,
-    max_iter: int = 20,
+    max_iter: int | None = None,
+    restarts: int = 12,
+    max_restarts: int = 36,
+    polish_iter: int = 10,
+    tol: float = 1e-3,
     n_samples: int | None = None,
     chunk_size: int = 2048,
 ) -> MeasureResult:
-    """Keskar sharpness 100·max_{|Δ_i| ≤ ε(|w_i|+1)} (L(w+Δ) − L(w)) / (1 + L(w)) on the training set.
+    """Keskar sharpness 100 · max_{Δ ∈ C_ε} (L(w + Δ) − L(w)) / (1 + L(w)), C_ε = {Δ : |Δ_i| ≤ ε(|w_i| + 1)}, on
+    the training set; with ``subspace_dim`` = p, Δ = A y over a random orthonormal dim × p matrix A and
+    |y_j| ≤ ε(|(Aᵀw)_j| + 1) (Keskar et al.'s subspace variant).
 
-    ``method``: "lbfgsb" (L-BFGS-B, ``max_iter`` iterations) or "pga" (projected sign-gradient ascent,
-    ``max_iter`` steps); ``subspace_dim`` = p restricts Δ to a random p-dimensional subspace (Keskar et al.).
-    The maximisation is local, so the value is a lower bound on the box maximum.
+    ``method``: "multistart" (default: batched restarts of sign-gradient ascent from spectral and random box
+    corners, ``restarts`` a round, more rounds while a round raises the best by > ``tol`` relative, at most
+    ``max_restarts``, ``max_iter`` steps each (default 15), then ``polish_iter`` L-BFGS-B iterations; see
+    ``collect.hessian.sharpness``), "lbfgsb" (one L-BFGS-B run, ``max_iter`` default 20) or "pga". The value is a
+    lower bound on the box maximum. Diagnostics: restarts, ascent iterations, loss evaluations, Hessian-vector
+    products, whether the last restart still improved the best, and whether the round rule stopped the search.
     """
     name = "sharpness"
     _check(epsilon > 0, name, "epsilon", epsilon, "must be > 0 (paper 002 uses 1e-4 to 1e-3)")
     _check(method in SHARPNESS_METHODS, name, "method", method, f"use one of {', '.join(SHARPNESS_METHODS)}")
-    _check(max_iter >= 1, name, "max_iter", max_iter, "must be >= 1")
+    _check(max_iter is None or max_iter >= 1, name, "max_iter", max_iter, "must be >= 1 (or omitted)")
+    _check(restarts >= 1, name, "restarts", restarts, "must be >= 1")
+    _check(max_restarts >= restarts, name, "max_restarts", max_restarts, f"must be >= restarts = {restarts}")
+    _check(polish_iter >= 0, name, "polish_iter", polish_iter, "must be >= 0 (0: no polish)")
+    _check(tol >= 0, name, "tol", tol, "must be >= 0")
     _check(chunk_size >= 1, name, "chunk_size", chunk_size, "must be >= 1")
     x, y = _points(ctx, n_samples, name, default=None)
     loss = ChunkedLoss(ctx.model, ctx.loss_fn, x, y, chunk_size=chunk_size)
@@ -420,11 +444,19 @@ def sharpness(
         f"must be between 1 and the number of parameters ({loss.dim}), or omitted for the full space",
     )
     res = keskar_sharpness(
-        loss, epsilon=epsilon, method=method, subspace_dim=subspace_dim, max_iter=max_iter,
-        generator=ctx.generator(107),
+        loss, epsilon=epsilon, method=method, subspace_dim=subspace_dim, max_iter=max_iter, restarts=restarts,
+        max_restarts=max_restarts, polish_iter=polish_iter, tol=tol, generator=ctx.generator(107),
     )
-    info = {"optimizer": res.message, "loss_evaluations": str(res.n_evals)}
-    return MeasureResult(values={"sharpness": res.sharpness}, info=info)
+    values = {
+        "sharpness": res.sharpness,
+        "sharpness_n_restarts": float(res.n_restarts),
+        "sharpness_n_iter": float(res.n_iter),
+        "sharpness_n_evals": float(res.n_evals),
+        "sharpness_n_hvp": float(res.n_hvp),
+        "sharpness_last_restart_improved": float(res.last_restart_improved),
+        "sharpness_converged": float(res.converged),
+    }
+    return MeasureResult(values=values, info={"optimizer": res.message})
 
 
 # ---------------------------------------------------------------------------------------------- PAC-Bayes

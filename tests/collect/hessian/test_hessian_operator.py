@@ -99,3 +99,23 @@ def test_cached_operator_for_sequential_products():
         op = ChunkedLoss(model, cross_entropy, x, y, chunk_size=chunk_size).hvp_operator()
         for row in v:  # several products through the same operator
             torch.testing.assert_close(op(row), hess @ row, rtol=RTOL, atol=1e-12)
+
+
+@pytest.mark.parametrize("net", sorted(NETS))
+def test_batched_values_and_gradients_equal_one_at_a_time(net):
+    """values_batch / values_and_grads_batch (vmap over weight perturbations, as the sharpness restarts and the
+    PAC-Bayes noise draws use them) agree with value_and_grad row by row, across uneven chunks, to float64
+    rounding (1e-12 relative: the same arithmetic, batched)."""
+    x, y = vector_data()
+    model = NETS[net]()
+    loss = ChunkedLoss(model, cross_entropy, x, y, chunk_size=15)  # 15 + 15 + 10: uneven chunk weights
+    g = torch.Generator().manual_seed(5)
+    thetas = loss.theta0 + 0.1 * torch.randn(4, loss.dim, generator=g, dtype=torch.float64)
+    values, grads = loss.values_and_grads_batch(thetas)
+    for i in range(4):
+        v, gr = loss.value_and_grad(thetas[i])
+        assert float(values[i]) == pytest.approx(v, rel=1e-12)
+        torch.testing.assert_close(grads[i], gr, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(loss.values_batch(thetas), values, rtol=1e-12, atol=0)
+    with pytest.raises(ValueError, match="shape"):
+        loss.values_batch(thetas[:, :3])

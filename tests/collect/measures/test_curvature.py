@@ -42,8 +42,9 @@ def run(name: str, ctx: MeasureContext, **options):
     m = registry()[name]
     m.check_options(options, name)
     result = m.fn(ctx, **options)
-    undeclared = set(result.values) - set(m.directions)
-    assert not undeclared, f"{name} returns keys without a declared direction: {undeclared}"
+    undeclared = set(result.values) - set(m.directions) - m.diagnostics
+    assert not undeclared, f"{name} returns keys that are neither a measure with a direction nor a diagnostic: {undeclared}"
+    assert not set(m.directions) & m.diagnostics, f"{name}: a diagnostic must not also have a direction"
     assert all(isinstance(v, float) for v in result.values.values())
     return result
 
