@@ -261,6 +261,31 @@ def l2_sharper(led: pl.DataFrame, client: MlflowClient, uri: str) -> str:
                                              "λ_max", "Hessian Frobenius", "weight ℓ2 norm"], rows)
 
 
+def initial_lambda_max(config_hash: str, sweep: str = "lambda-max") -> float:
+    """λ_max of the training loss at initialisation, recomputed from the run's spec config and seed (the curve starts
+    at the first evaluation, not at step 0): same data, same seeded initialisation, same Lanczos measure."""
+    import torch
+
+    from collect.data import load_dataset
+    from collect.losses import get_loss
+    from collect.measures.context import MeasureContext
+    from collect.measures.curvature import lambda_max as lanczos_lambda_max
+    from collect.models import build_model
+    from collect.runner import to_tensors
+    from collect.sweep import expand, find_sweep, load_spec
+
+    planned = {p.config_hash: p.config for p in expand(load_spec(find_sweep(sweep)), "cpu")}
+    cfg = planned[config_hash]
+    dataset = load_dataset(cfg.data, cfg.data_seed)
+    data = to_tensors(dataset, torch.device("cpu"))
+    model = build_model(cfg.model, dataset.input_shape, dataset.num_classes, cfg.seed).eval()
+    ctx = MeasureContext(model=model, config=cfg, x_train=data.x_train, y_train=data.y_train, x_test=data.x_test,
+                         y_test=data.y_test, is_attack=data.is_attack, num_classes=dataset.num_classes,
+                         loss_fn=get_loss(cfg.loss), init_state={}, device=torch.device("cpu"), seed=cfg.seed)
+    options = dict(next(m.options for m in cfg.measures if m.name == "lambda_max"))
+    return lanczos_lambda_max(ctx, **options).values["lambda_max"]
+
+
 def lambda_max(led: pl.DataFrame, client: MlflowClient, uri: str) -> str:
     rows = []
     for r in led.sort("tag.intervention").iter_rows(named=True):
@@ -279,7 +304,9 @@ def lambda_max(led: pl.DataFrame, client: MlflowClient, uri: str) -> str:
         ax.plot(steps, lam, "o-", color=colour, label=f"GD η = {lr:g}")
         ax.axhline(2 / lr, color=colour, ls="--", lw=0.8)
         half = lam[len(lam) // 2:]
-        out.append(f"GD η = {lr:g} (2/η = {2 / lr:.3g}): curve.lambda_max = {', '.join(f'{x:.3g}' for x in lam)} at steps "
+        lam0 = initial_lambda_max(r["tag.config_hash"])
+        ax.plot([0], [lam0], "x", color=colour)
+        out.append(f"GD η = {lr:g} (2/η = {2 / lr:.3g}): λ_max at initialisation {lam0:.3g} (ratio {lam0 * lr / 2:.3f}); curve.lambda_max = {', '.join(f'{x:.3g}' for x in lam)} at steps "
                    f"{', '.join(str(int(s)) for s in steps)}; final λ_max/(2/η) = {value(r, 'lambda_max') * lr / 2:.3f}; "
                    f"second half of the curve: mean ratio {np.mean(half) * lr / 2:.3f}, range "
                    f"{np.min(half) * lr / 2:.3f}–{np.max(half) * lr / 2:.3f}")
