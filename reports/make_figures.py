@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 from pathlib import Path
 from typing import Any, Callable
 
@@ -26,6 +27,7 @@ from scipy import stats  # noqa: E402
 from analyze.ledger import finished, load_ledger, load_per_sample  # noqa: E402
 
 FIGURES = Path(__file__).parent / "figures"
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
 def col(frame: pl.DataFrame, key: str) -> pl.Series:
