@@ -135,6 +135,10 @@ def margin_trace(led: pl.DataFrame, client: MlflowClient, uri: str) -> str:
         if ok.sum() > 2:
             lines.append(f"  Pearson r(training accuracy, r(trace, ACEHT)) over {ok.sum()} points: "
                          f"{np.corrcoef(accs[ok], r_ace[ok])[0, 1]:.3f}")
+            late = ok & (accs >= 0.5)
+            if late.sum() > 2:
+                lines.append(f"  over the {late.sum()} points with training accuracy >= 0.5: "
+                             f"{np.corrcoef(accs[late], r_ace[late])[0, 1]:.3f}")
     ax.set(xlabel="step", ylabel="Pearson r (correct points)", ylim=(0, 1.05))
     ax.legend()
     fig.tight_layout()
