@@ -92,11 +92,12 @@ def keskar_batch(led: pl.DataFrame, client: MlflowClient, uri: str) -> str:
                   "margin skew", "margin mean", "margin min", "steps"], rows)]
     sizes = sorted(set(led["hp.batch_size"].to_list()))
     if len(sizes) == 2:
-        small, large = (led.filter(pl.col("hp.batch_size") == b).sort("seed") for b in sizes)
+        both = set(led.filter(pl.col("hp.batch_size") == sizes[0])["seed"]) & set(led.filter(pl.col("hp.batch_size") == sizes[1])["seed"])
+        small, large = (led.filter((pl.col("hp.batch_size") == b) & pl.col("seed").is_in(sorted(both))).sort("seed") for b in sizes)
         d_acc = col(small, "test_acc").to_numpy() - col(large, "test_acc").to_numpy()
         d_tr = col(small, "hessian_trace").to_numpy() - col(large, "hessian_trace").to_numpy()
         t = stats.ttest_1samp(d_acc, 0.0) if len(d_acc) > 1 else None
-        out.append(f"\nPer-seed test-accuracy difference small − large: {', '.join(f'{x:+.4f}' for x in d_acc)} "
+        out.append(f"\nSeeds with both batch sizes: {sorted(both)}. Per-seed test-accuracy difference small − large: {', '.join(f'{x:+.4f}' for x in d_acc)} "
                    f"(mean {d_acc.mean():+.4f}, paired t-test p = {t.pvalue:.3g}); trace difference: "
                    f"{', '.join(f'{x:+.1f}' for x in d_tr)}.")
     per = load_per_sample(led, "per_sample_trace", tracking_uri=uri)
