@@ -18,7 +18,7 @@ DATASETS = ("mnist", "mnist1d", "digits", "boolean")
 DATASET_PREFIXES = ("idx:", "cifar10:")
 ARCHS = ("affine", "fcn", "fcn_bn", "lenet5", "vgg")
 ACTIVATIONS = ("relu", "tanh")
-LOSSES = ("cross_entropy", "mse")
+LOSSES = ("cross_entropy", "mse", "mse_mean")  # formulas in collect/losses.py
 OPTIMIZERS = ("sgd", "gd", "adam", "adamw", "rmsprop", "adagrad", "sam", "entropy_sgd")
 
 
@@ -113,10 +113,15 @@ class OptimConfig:
 
 @dataclass(frozen=True)
 class StopConfig:
-    """When training stops; any combination, the first criterion met wins (papers 000, 002, 004)."""
+    """When training stops; any combination, the first criterion met wins (papers 000, 002, 004).
+
+    The step budget is min(max_steps, max_epochs × steps per epoch) over the limits the spec sets; neither has a
+    default, so no budget is ever capped by a value the user did not write, and a spec must set at least one.
+    With full-batch GD one epoch is one step.
+    """
 
     max_steps: int | None = None
-    max_epochs: int | None = 20
+    max_epochs: int | None = None
     train_acc: float | None = None  # stop once full-train accuracy >= this (e.g. 0.99 or 1.0)
     train_loss: float | None = None  # stop once full-train cross-entropy <= this (e.g. 0.01)
     extra_epochs: int = 0  # overtraining: continue this many epochs after a threshold is met
@@ -124,7 +129,7 @@ class StopConfig:
 
     def validate(self, prefix: str) -> None:
         if self.max_steps is None and self.max_epochs is None:
-            raise SpecError(f"{prefix}: set max_steps or max_epochs so training is bounded")
+            raise SpecError(f"{prefix}: set max_steps or max_epochs (or both) so training is bounded; neither has a default")
         for name in ("max_steps", "max_epochs", "eval_every"):
             value = getattr(self, name)
             if value is not None:

@@ -11,8 +11,8 @@ training mode (batch statistics couple the parameters nonlinearly); those get th
         Tr = Σ_c s_c ‖∇f_c‖² − ‖Σ_c s_c ∇f_c‖² = Σ_c s_c ‖∇f_c − ḡ‖²,   ḡ = Σ_c s_c ∇f_c
       (the right-hand form is computed: it is a weighted variance, non-negative and free of the cancellation that
       the difference of squares suffers for confident points, where both terms are ≈ ‖∇f_y‖²);
-    squared error ℓ = (1/C) Σ_c (f_c − [y = c])² (``collect.losses.squared_error``), ∇²_f ℓ = (2/C) I:
-        Tr = (2/C) Σ_c ‖∇f_c‖².
+    squared error ℓ = ½ Σ_c (f_c − [y = c])² (``mse``, ``collect.losses.squared_error``), ∇²_f ℓ = I:
+        Tr = Σ_c ‖∇f_c‖²;  its 1/C-scaled form (``mse_mean``), ∇²_f ℓ = (2/C) I:  Tr = (2/C) Σ_c ‖∇f_c‖².
 Per-sample Jacobians come from ``torch.func.vmap(jacrev(...))`` in chunks sized to bound memory: with respect to each
 layer's output for plain Sequential models (per-parameter norms then follow in closed form, see
 ``exact_per_sample_trace``), with respect to all parameters otherwise.
@@ -32,6 +32,8 @@ import numpy as np
 import torch
 from torch import nn
 from torch.func import functional_call, grad, jacrev, vjp, vmap
+
+from collect.losses import SQUARED_ERROR_CURVATURE
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -105,8 +107,8 @@ def exact_per_sample_trace(
     reason = piecewise_linear_reason(model)
     if reason is not None:
         raise ValueError(f"exact per-sample trace needs a piecewise-linear network in eval mode: {reason}")
-    if loss not in ("cross_entropy", "mse"):
-        raise ValueError(f"loss = {loss!r}: the exact per-sample trace knows 'cross_entropy' and 'mse'")
+    if loss != "cross_entropy" and loss not in SQUARED_ERROR_CURVATURE:
+        raise ValueError(f"loss = {loss!r}: the exact per-sample trace knows 'cross_entropy', 'mse' and 'mse_mean'")
     leaves = _structured_leaves(model)
     if structured and leaves is None:
         raise ValueError("structured per-sample trace needs a plain nn.Sequential of Linear/Conv2d/BatchNorm layers")
@@ -115,11 +117,11 @@ def exact_per_sample_trace(
     return _structured_trace(leaves, x, loss, chunk_size, max_elements)
 
 
-def _ggn_trace(jac_rows: torch.Tensor, s: torch.Tensor | None, num_classes: int) -> torch.Tensor:
-    """Σ_c s_c ‖J_c − Σ_k s_k J_k‖² (cross-entropy, s given) or (2/C) Σ_c ‖J_c‖² (mse) from rows [B, C, ...]."""
+def _ggn_trace(jac_rows: torch.Tensor, s: torch.Tensor | None, num_classes: int, loss: str) -> torch.Tensor:
+    """Σ_c s_c ‖J_c − Σ_k s_k J_k‖² (cross-entropy, s given) or κ Σ_c ‖J_c‖² (∇²_f ℓ = κI) from rows [B, C, ...]."""
     b = jac_rows.shape[0]
     if s is None:
-        return 2.0 / num_classes * jac_rows.pow(2).reshape(b, -1).sum(-1)
+        return SQUARED_ERROR_CURVATURE[loss](num_classes) * jac_rows.pow(2).reshape(b, -1).sum(-1)
     centred = jac_rows - torch.einsum("bc,bc...->b...", s, jac_rows).unsqueeze(1)
     return (s * centred.pow(2).reshape(b, num_classes, -1).sum(-1)).sum(-1)
 
@@ -141,7 +143,7 @@ def _generic_trace(model: nn.Module, x: torch.Tensor, loss: str, chunk_size: int
     for i in range(0, x.shape[0], chunk_size):
         jac, out = jac_fn(params, x[i : i + chunk_size])
         s = torch.softmax(out, dim=-1) if loss == "cross_entropy" else None
-        traces.append(sum(_ggn_trace(j, s, num_classes) for j in jac.values()))
+        traces.append(sum(_ggn_trace(j, s, num_classes, loss) for j in jac.values()))
         logits.append(out)
     return torch.cat(traces).detach(), torch.cat(logits).detach()
 
@@ -201,20 +203,20 @@ def _structured_trace(leaves: list[nn.Module], x: torch.Tensor, loss: str, chunk
         s = torch.softmax(out, dim=-1) if loss == "cross_entropy" else None
         total = torch.zeros(xb.shape[0], dtype=out.dtype, device=out.device)
         for i in layers:
-            total = total + _layer_trace(leaves[i], inputs[i], deltas[i], s, num_classes)
+            total = total + _layer_trace(leaves[i], inputs[i], deltas[i], s, num_classes, loss)
         traces.append(total)
         logits.append(out)
     return torch.cat(traces).detach(), torch.cat(logits).detach()
 
 
-def _layer_trace(m: nn.Module, a: torch.Tensor, delta: torch.Tensor, s: torch.Tensor | None, num_classes: int):
+def _layer_trace(m: nn.Module, a: torch.Tensor, delta: torch.Tensor, s: torch.Tensor | None, num_classes: int, loss: str):
     """GGN-trace contribution of one layer's parameters from its input a [B, ...] and δ = ∂f/∂output [B, C, ...]."""
     b = a.shape[0]
     if s is not None:  # cross-entropy: centre the rows, weight by s (the variance form of the GGN trace)
         delta = delta - torch.einsum("bc,bc...->b...", s, delta).unsqueeze(1)
         weight = s
     else:
-        weight = torch.full((b, num_classes), 2.0 / num_classes, dtype=a.dtype, device=a.device)
+        weight = torch.full((b, num_classes), SQUARED_ERROR_CURVATURE[loss](num_classes), dtype=a.dtype, device=a.device)
     total = torch.zeros(b, dtype=a.dtype, device=a.device)
     if isinstance(m, nn.Linear):
         if a.ndim != 2:

@@ -81,3 +81,26 @@ def test_every_paper_sweep_has_smoke_cpu_and_paper_scales() -> None:
         assert spec.default_scale == "cpu", sweep
         for scale in ("smoke", "cpu", "paper"):
             assert expand(spec, scale), (sweep, scale)
+
+
+def test_lambda_max_gd_cases_run_a_fixed_budget_on_the_eos_squared_error() -> None:
+    """The edge-of-stability check (issue 12): every GD case of the cpu scale trains the ½‖f − y‖² loss for the full
+    max_steps (no accuracy or loss stop, no epoch cap) and logs λ_max along training; minibatch cases keep paper 004's
+    99 % training-accuracy stop."""
+    runs = expand(load_spec(find_sweep("lambda-max")), "cpu")
+    gd = [r.config for r in runs if r.config.optim.optimizer == "gd"]
+    assert len(gd) >= 3
+    for cfg in gd:
+        assert cfg.loss == "mse" and cfg.stop.train_acc is None and cfg.stop.train_loss is None
+        assert cfg.stop.max_epochs is None and cfg.stop.max_steps >= 1000
+        assert "lambda_max" in cfg.curve_measures
+    assert all(r.config.stop.train_acc == 0.99 for r in runs if r.config.optim.optimizer != "gd")
+
+
+def test_keskar_batch_cpu_scale_keeps_the_papers_batch_to_dataset_ratios() -> None:
+    """Paper 000 / Keskar et al.: batches 256 and 4096 of 60,000 MNIST images (0.43 % and 6.8 %); the cpu scale must
+    keep both ratios (within 5 %), neither batch may be the full training set, and it needs >= 3 seeds."""
+    runs = expand(load_spec(find_sweep("keskar-batch")), "cpu")
+    ratios = sorted({r.config.optim.batch_size / r.config.data.n_train for r in runs})
+    assert ratios == pytest.approx([256 / 60000, 4096 / 60000], rel=0.05)
+    assert len({r.config.seed for r in runs}) >= 3

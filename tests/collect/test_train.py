@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from collect.config import RunConfig, run_config_from_dict
+from collect.config import RunConfig, SpecError, run_config_from_dict
 from collect.losses import cross_entropy
 from collect.optim import build_optimizer
 from collect.train import BatchSampler, Diverged, TensorData, train
@@ -35,6 +35,26 @@ def run(stop: dict, optim: dict | None = None, data: TensorData | None = None) -
 def test_max_steps_stops_exactly():
     r = run({"max_steps": 7, "max_epochs": None})
     assert r.steps == 7 and r.stop_reason == "max_steps" and not r.converged
+
+
+def test_gd_with_only_max_steps_trains_max_steps_steps():
+    """Full-batch GD makes one step per epoch; a spec that sets only max_steps must get all of them (a former
+    default max_epochs = 20 silently cut this to 20 steps)."""
+    r = run({"max_steps": 57}, {"optimizer": "gd"})
+    assert r.steps == 57 and r.epochs == 57 and r.stop_reason == "max_steps"
+    assert r.curves[-1]["step"] == 57
+
+
+def test_no_default_caps_the_budget():
+    """Neither budget field has a default: an unbounded spec is refused, naming both fields."""
+    assert RunConfig().stop.max_steps is None and RunConfig().stop.max_epochs is None
+    with pytest.raises(SpecError, match="set max_steps or max_epochs"):
+        run_config_from_dict({"stop": {"train_acc": 0.9}})
+
+
+def test_smaller_of_two_set_budgets_wins_and_is_named():
+    r = run({"max_steps": 100, "max_epochs": 5})  # 4 steps per epoch: 20 < 100
+    assert r.steps == 20 and r.stop_reason == "max_epochs"
 
 
 def test_max_epochs_counts_steps_per_epoch():
