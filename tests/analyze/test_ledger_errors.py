@@ -73,7 +73,9 @@ def test_non_numeric_measure_is_skipped_and_listed_unless_named(tmp_path, capsys
         {"column": "measure.l2_norm", "reason": "not numeric: 1 of 12 finished runs have text (e.g. 'n/a')"}]
     assert [r["measure"] for r in doc["rows"]] == ["measure.sharpness"]  # analysed: the numeric measure only
     code, _, err = _run(capsys, path, "--measures", "l2_norm,sharpness")
-    assert code == 2 and "measure.l2_norm" in err and "not numeric" in err and "--measures" in err
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert code == 2 and len(errors) == 1 and "skipped columns" not in err  # an error, not a skip
+    assert "measure.l2_norm" in errors[0] and "not numeric" in errors[0] and "--measures" in errors[0]
 
 
 def test_all_nan_measure_is_skipped_and_listed(tmp_path, capsys):

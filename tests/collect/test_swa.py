@@ -18,6 +18,7 @@ from collect.config import run_config_from_dict
 from collect.losses import cross_entropy
 from collect.optim import build_optimizer
 from collect.train import TensorData, evaluate, train
+from tests.collect.hessian.tiny_nets import single_thread  # noqa: F401 (autouse: tiny nets run faster on one thread)
 
 
 def _data(n: int = 64, seed: int = 0) -> TensorData:
