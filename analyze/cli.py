@@ -132,13 +132,30 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
 
     _check_args(args)
     ledger = select_runs(load_ledger(tracking_uri=args.tracking_uri, experiment=args.experiment, ledger_path=args.ledger), args.where)
-    meta = _meta(args, argv, ledger, status_summary(ledger))
+    ledger, checked = _prepare(ledger, args)
+    meta = {**_meta(args, argv, ledger, status_summary(ledger)), **checked}
     if args.command == "report":
         return _report(args, ledger, meta)
     frame, table_columns, extra = HANDLERS[args.command](args, ledger)
     text = render(frame, args.format, {**meta, **extra}, table_columns)
     _emit(text, args.out)
     return 0
+
+
+def _prepare(ledger: pl.DataFrame, args: argparse.Namespace) -> tuple[pl.DataFrame, dict[str, Any]]:
+    """The ledger the statistics see (``analyze.ledger.prepare``); what it left out goes to stderr and into meta
+    (``skipped_columns``: [{column, reason}], ``warnings``) so every output format and the report show it."""
+    from analyze.ledger import prepare
+
+    prepared = prepare(ledger, target=args.target, measures=args.measures)
+    skipped = prepared.skipped_frame().to_dicts()
+    if skipped:
+        print("skipped columns (not analysed):", file=sys.stderr)
+        for row in skipped:
+            print(f"  {row['column']}: {row['reason']}", file=sys.stderr)
+    for warning in prepared.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    return prepared.ledger, {"skipped_columns": skipped, "warnings": list(prepared.warnings)}
 
 
 def select_runs(ledger: pl.DataFrame, where: Sequence[str]) -> pl.DataFrame:

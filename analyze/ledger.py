@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import functools
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, Sequence
 
 import polars as pl
 
@@ -145,20 +146,36 @@ def _find_experiment(client: Any, name: str | None, uri: str) -> Any:
 
 
 def load_file(path: Path) -> pl.DataFrame:
-    """A CSV or Parquet ledger; it needs at least one ``measure.*`` and one ``gen.*`` column."""
+    """A CSV or Parquet ledger; it needs at least one ``measure.*`` and one ``gen.*`` column, and at least one row."""
     path = Path(path)
     if not path.exists():
         raise LedgerError(f"ledger file {path} does not exist")
-    if path.suffix.lower() in (".parquet", ".pq"):
-        frame = pl.read_parquet(path)
-    elif path.suffix.lower() in (".csv", ".tsv"):
-        frame = pl.read_csv(path, separator="\t" if path.suffix.lower() == ".tsv" else ",", infer_schema_length=10000)
-    else:
+    suffix = path.suffix.lower()
+    if suffix not in (".parquet", ".pq", ".csv", ".tsv"):
         raise LedgerError(f"ledger file {path}: use a .csv, .tsv or .parquet file")
-    return validate(frame, str(path))
+    try:
+        if suffix in (".parquet", ".pq"):
+            frame = pl.read_parquet(path)
+        else:  # every row decides a column's type, so a late text cell cannot break parsing
+            frame = pl.read_csv(path, separator="\t" if suffix == ".tsv" else ",", infer_schema_length=None)
+    except pl.exceptions.NoDataError:
+        raise LedgerError(f"ledger file {path} is empty: the ledger has no rows (one row per run, with a header)") from None
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise LedgerError(f"ledger file {path} could not be read ({first}); check that it is a valid {suffix[1:]} file") from None
+    return validate(frame, str(path), from_file=True)
 
 
-def validate(frame: pl.DataFrame, source: str) -> pl.DataFrame:
+def validate(frame: pl.DataFrame, source: str, from_file: bool = False) -> pl.DataFrame:
+    """Check a ledger's shape and fill the id columns; raise ``LedgerError`` naming the problem and the fix.
+
+    Every ledger: at least one row, a ``measure.*`` and a ``gen.*`` column, no ``run_id`` twice. Text cells of
+    ``measure.*``/``gen.*`` columns that all read as numbers ("nan", "inf") become numbers. A file's ``hp.*``
+    columns must be all numbers or all text, with no blank cell unless the column is blank in every row (not set
+    in any run); an MLflow ledger's null ``hp.*`` value is a logged ``None`` and stays.
+    """
+    if frame.height == 0:
+        raise LedgerError(f"{source}: the ledger has no rows (a header without runs); it needs one row per run")
     missing = [p for p in (MEASURE, GEN) if not any(c.startswith(p) for c in frame.columns)]
     if missing:
         raise LedgerError(
@@ -171,7 +188,170 @@ def validate(frame: pl.DataFrame, source: str) -> pl.DataFrame:
         frame = frame.with_row_index("run_id").with_columns(pl.col("run_id").cast(pl.Utf8))
     if "experiment" not in frame.columns:
         frame = frame.with_columns(pl.lit(Path(source).stem).alias("experiment"))
+    _check_unique_run_ids(frame, source)
+    frame = _numbers_from_text(frame, [c for c in frame.columns if c.startswith((MEASURE, GEN))])
+    if from_file:
+        for column in (c for c in frame.columns if c.startswith(HP)):
+            _check_hp_column(frame, column, source)
     return frame
+
+
+def _rows(frame: pl.DataFrame, mask: pl.Series, limit: int = 8) -> str:
+    """'rows 2, 5 (run_id a, b)': 1-based data rows (the header is not counted) and their run ids."""
+    idx = [i for i, hit in enumerate(mask.to_list()) if hit]
+    shown = idx[:limit]
+    more = f" and {len(idx) - limit} more" if len(idx) > limit else ""
+    ids = ", ".join(str(frame["run_id"][i]) for i in shown)
+    return f"row{'s' if len(idx) > 1 else ''} {', '.join(str(i + 1) for i in shown)}{more} (run_id {ids}{more and ', ...'})"
+
+
+def _check_unique_run_ids(frame: pl.DataFrame, source: str) -> None:
+    counts = frame.group_by("run_id", maintain_order=True).len().filter(pl.col("len") > 1)
+    if counts.height:
+        dupes = ", ".join(f"{r['run_id']!s} ({r['len']} times)" for r in counts.head(8).iter_rows(named=True))
+        more = f" and {counts.height - 8} more" if counts.height > 8 else ""
+        raise LedgerError(f"{source}: duplicate run_id {dupes}{more}; each run must appear once (remove the repeated rows)")
+
+
+def _text_cells(series: pl.Series) -> pl.Series:
+    """True where a non-blank cell does not read as a number."""
+    as_number = series.cast(pl.Utf8).str.strip_chars().cast(pl.Float64, strict=False)
+    return series.is_not_null() & as_number.is_null()
+
+
+def _numbers_from_text(frame: pl.DataFrame, columns: Sequence[str]) -> pl.DataFrame:
+    """Text columns whose every non-blank cell reads as a number (e.g. 'nan', 'inf', '1e-3') become Float64."""
+    casts = [
+        pl.col(c).str.strip_chars().cast(pl.Float64, strict=False)
+        for c in columns
+        if frame.schema[c] == pl.Utf8 and not _text_cells(frame[c]).any()
+    ]
+    return frame.with_columns(casts) if casts else frame
+
+
+def _check_hp_column(frame: pl.DataFrame, column: str, source: str) -> None:
+    values = frame[column]
+    blank = values.is_null()
+    if values.dtype == pl.Utf8:
+        blank = blank | (values.str.strip_chars() == "")
+    if blank.all():
+        return  # not set in any run: a constant, never an axis
+    if blank.any():
+        raise LedgerError(
+            f"{source}: {column} has blank cells in {_rows(frame, blank)}; every run needs a value of each hp.* "
+            f"column: fill in the value those runs used, or drop the column"
+        )
+    if values.dtype == pl.Utf8:
+        text = _text_cells(values)
+        if 0 < int(text.sum()) < values.len():
+            raise LedgerError(
+                f"{source}: {column} mixes numbers and text: text in {_rows(frame, text)} "
+                f"(e.g. {values.filter(text)[0]!r}), numbers elsewhere; make the column all numbers or all text"
+            )
+
+
+# --- the ledger ready for statistics -----------------------------------------------------------------------------
+
+CONFIG_HASH = f"{TAG}config_hash"  # collect.tracking.TAG_HASH as a ledger column
+
+
+@dataclass(frozen=True)
+class SkippedColumn:
+    """A measure column left out of every statistic, and why."""
+
+    column: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class PreparedLedger:
+    """The ledger as the statistics see it, plus what was left out of it (shown to the user, never silent)."""
+
+    ledger: pl.DataFrame  # skipped columns removed; one FINISHED run per configuration
+    skipped: tuple[SkippedColumn, ...] = ()
+    warnings: tuple[str, ...] = ()
+
+    def skipped_frame(self) -> pl.DataFrame:
+        """Columns ``column``, ``reason``: one row per skipped column (for the CLI output and the report)."""
+        return pl.DataFrame([{"column": s.column, "reason": s.reason} for s in self.skipped],
+                            schema={"column": pl.Utf8, "reason": pl.Utf8})
+
+
+def prepare(ledger: pl.DataFrame, target: str | None = None, measures: Sequence[str] | None = None) -> PreparedLedger:
+    """Check a loaded ledger against what an analysis needs; raise ``LedgerError`` where it cannot proceed.
+
+    - several FINISHED runs of one configuration (same ``tag.config_hash``): the first row of each is kept, with a
+      warning saying how many were dropped (a run that trained twice must count once);
+    - ``measure.*`` columns that are not numeric, or have no finite value among the FINISHED runs, are skipped with
+      the reason; naming such a column in ``measures`` is an error;
+    - ``target``: an error when no FINISHED run has a finite value of it.
+    """
+    warnings: list[str] = []
+    ledger = _drop_repeated_configurations(ledger, warnings)
+    done = ledger.filter(pl.col("status") == "FINISHED") if "status" in ledger.columns else ledger
+    # A text column whose finished runs all hold numbers (text only in failed runs' cells) is numeric for analysis.
+    numeric = [c for c in ledger.columns if c.startswith((MEASURE, GEN)) and ledger.schema[c] == pl.Utf8
+               and done[c].is_not_null().any() and not _text_cells(done[c]).any()]
+    if numeric:
+        ledger = ledger.with_columns(pl.col(c).str.strip_chars().cast(pl.Float64, strict=False) for c in numeric)
+        done = ledger.filter(pl.col("status") == "FINISHED") if "status" in ledger.columns else ledger
+    named = {m if m.startswith(MEASURE) else MEASURE + m for m in measures or ()}
+    skipped: list[SkippedColumn] = []
+    for column in (c for c in ledger.columns if c.startswith(MEASURE)):
+        reason = _unusable(done, column)
+        if reason is None:
+            continue
+        if column in named:
+            raise LedgerError(f"--measures names {column}, but {reason}; leave it out of --measures or fix the ledger")
+        skipped.append(SkippedColumn(column, reason))
+    if target is not None:
+        name = target if target.startswith(GEN) else GEN + target
+        if name in ledger.columns and ledger.schema[name].is_numeric():
+            if _finite_count(done, name) == 0:
+                raise LedgerError(
+                    f"no finished run has a value of {name} ({done.height} finished of {ledger.height} runs); "
+                    f"choose another --target (the ledger has {', '.join(c for c in ledger.columns if c.startswith(GEN))})"
+                )
+    kept = ledger.drop([s.column for s in skipped])
+    return PreparedLedger(kept, tuple(skipped), tuple(warnings))
+
+
+def _finite_count(frame: pl.DataFrame, column: str) -> int:
+    return int(frame.select(pl.col(column).cast(pl.Float64).is_finite().sum()).item() or 0)
+
+
+def _unusable(done: pl.DataFrame, column: str) -> str | None:
+    """Why ``column`` cannot enter a statistic, or None when it can."""
+    dtype = done.schema[column]
+    if dtype == pl.Utf8:
+        text = _text_cells(done[column])
+        if text.any():
+            example = done[column].filter(text)[0]
+            return f"not numeric: {int(text.sum())} of {done.height} finished runs have text (e.g. {example!r})"
+    elif not (dtype.is_numeric() or dtype == pl.Boolean or dtype == pl.Null):
+        return f"not numeric (type {dtype})"
+    if done.height == 0 or dtype == pl.Null or dtype == pl.Utf8 or _finite_count(done, column) == 0:
+        return f"no finished run has a value (all {done.height} are blank or NaN)"
+    return None
+
+
+def _drop_repeated_configurations(ledger: pl.DataFrame, warnings: list[str]) -> pl.DataFrame:
+    if CONFIG_HASH not in ledger.columns or "status" not in ledger.columns:
+        return ledger
+    indexed = ledger.with_row_index("_row")
+    done = indexed.filter((pl.col("status") == "FINISHED") & pl.col(CONFIG_HASH).is_not_null())
+    repeated = done.filter(pl.col(CONFIG_HASH).is_duplicated())
+    if repeated.height == 0:
+        return ledger
+    first = repeated.group_by(CONFIG_HASH).agg(pl.col("_row").min())["_row"]
+    dropped = repeated.filter(~pl.col("_row").is_in(first.implode()))
+    ids = ", ".join(str(r) for r in dropped["run_id"].head(8))
+    warnings.append(
+        f"{dropped.height} duplicate FINISHED run(s) of {repeated[CONFIG_HASH].n_unique()} configuration(s) "
+        f"(same {CONFIG_HASH}) dropped, so each configuration is analysed once; kept the first row of each, "
+        f"dropped run_id {ids}{' ...' if dropped.height > 8 else ''}"
+    )
+    return indexed.filter(~pl.col("_row").is_in(dropped["_row"].implode())).drop("_row")
 
 
 def load_ledger(*, tracking_uri: str | None = None, experiment: str | None = None, ledger_path: Path | None = None) -> pl.DataFrame:

@@ -14,7 +14,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # report_fixtures live
 
 import report_fixtures as rf  # noqa: E402
 
-CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
@@ -65,15 +64,15 @@ def big_report(big_ledger: pl.DataFrame, tmp_path_factory: pytest.TempPathFactor
 
 
 @pytest.fixture(scope="session")
-def browser_context(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    """A persistent Chromium context on a fresh user-data-dir; skipped where Debian's chromium is not installed."""
-    if not CHROMIUM.exists():
-        pytest.skip("Debian's chromium is not installed at /usr/bin/chromium (.ci/run installs it: apt-get install chromium)")
-    playwright = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
-    with playwright.sync_playwright() as p:
+def browser_context(tmp_path_factory: pytest.TempPathFactory, chromium_executable: Path) -> Iterator[Any]:
+    """A persistent Chromium context on a fresh user-data-dir (chromium found by tests/conftest.py: skipped where it
+    is missing, failed instead under FLATLAS_REQUIRE_BROWSER=1)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
         context = p.chromium.launch_persistent_context(
             str(tmp_path_factory.mktemp("chromium-profile")),
-            executable_path=str(CHROMIUM),
+            executable_path=str(chromium_executable),
             args=CHROMIUM_ARGS,
             headless=True,
             viewport={"width": 1400, "height": 1000},

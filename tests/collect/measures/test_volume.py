@@ -130,10 +130,35 @@ def test_other_architectures_use_the_empirical_kernel(cfg):
     assert log_volume(ctx).info["mc_samples"] == "2"  # default M = 0.1 (|S| + |E|), rounded up
 
 
+def _frequency_of_class_one_everywhere(x: torch.Tensor, n: int, width: int, depth: int, sigma_w: float, sigma_b: float,
+                                      seed: int) -> int:
+    """How many of ``n`` random two-logit ReLU FCNs predict class 1 on every row of ``x``: the reference for
+    P(constant function), written here independently of collect.nngp.sampling (two logits and argmax rather than
+    one output and its sign; its own generator). Prior of paper 002 section 5.1: weights N(0, σ_w²/fan_in),
+    biases N(0, σ_b²), ``depth`` hidden layers of ``width``."""
+    g = torch.Generator().manual_seed(seed)
+    hits = 0
+    for start in range(0, n, 2500):
+        b = min(2500, n - start)
+        h, fan = x.expand(b, *x.shape), x.shape[1]
+        for layer in range(depth + 1):
+            out = 2 if layer == depth else width
+            z = h @ (torch.randn(b, fan, out, generator=g) * (sigma_w / math.sqrt(fan))) + torch.randn(b, 1, out, generator=g) * sigma_b
+            h, fan = (z.relu() if layer < depth else z), out
+        hits += int((h[..., 1] > h[..., 0]).all(dim=1).sum())
+    return hits
+
+
 def test_direct_sampling_option_on_the_boolean_system():
-    """On all 128 Boolean inputs the constant function is frequent (P ≈ 0.08 for 2 x 40 ReLU, σ_w = 1, σ_b = 0.1), so
-    its sampled log volume is measurable and agrees with EP within EP's measured bias on this kernel (0.5 nats,
-    see tests/collect/nngp/test_sampling.py) plus 3 sampling standard errors (≈ 0.15 nats at 5,000 samples)."""
+    """On all 128 Boolean inputs the constant function is frequent for 2 x 40 ReLU, σ_w = 1, σ_b = 0.1 (P ≈ 0.08), so
+    its sampled log volume is measurable. Reference: the frequency p_ref of that function among N_REF = 20,000
+    random networks drawn in this test (``_frequency_of_class_one_everywhere``). Both are binomial frequencies, so
+    log p̂ has standard error √((1 − p)/(N p)) (delta method): ≈ 0.048 for the measure's 5,000 samples, ≈ 0.023 for
+    the reference. The tolerance is 4 combined standard errors (≈ 0.21 nats; two unbiased estimates differ by more
+    with probability 6e-5). It catches a wrong depth (one layer fewer: log P ≈ −3.18, more: ≈ −1.96, against −2.47)
+    and a dropped bias (P = 0: the all-zero input's output is then exactly 0), not a width of 20 instead of 40
+    (≈ −2.38). The sampled value also agrees with EP within EP's measured bias on this kernel (0.5 nats, see
+    tests/collect/nngp/test_sampling.py) plus 3 sampling standard errors (≈ 0.15 nats)."""
     from collect.boolean import boolean_inputs
 
     cfg = ModelConfig(arch="fcn", width=40, depth=2, init_sigma_w=1.0, init_sigma_b=0.1)
@@ -142,9 +167,13 @@ def test_direct_sampling_option_on_the_boolean_system():
     with torch.no_grad():
         model[-1].bias.copy_(torch.tensor([-50.0, 50.0]))  # every input ↦ class 1: the constant function
     ctx = make_ctx(cfg, x[:100], torch.ones(100, dtype=torch.long), x[100:], torch.ones(28, dtype=torch.long), model=model)
-    result = log_volume(ctx, direct_samples=5000)
+    n_measure, n_ref = 5000, 20_000
+    result = log_volume(ctx, direct_samples=n_measure)
     v = result.values
-    assert v["log_volume_sampled"] == pytest.approx(math.log(0.084), abs=0.15)
+    p_ref = _frequency_of_class_one_everywhere(x, n_ref, 40, 2, 1.0, 0.1, seed=20_260_101) / n_ref
+    p_hat = math.exp(v["log_volume_sampled"])
+    se = math.sqrt((1 - p_hat) / (n_measure * p_hat) + (1 - p_ref) / (n_ref * p_ref))
+    assert abs(v["log_volume_sampled"] - math.log(p_ref)) <= 4 * se, (v["log_volume_sampled"], math.log(p_ref), se)
     assert abs(v["log_volume_sampled"] - v["log_volume"]) <= 0.65
     assert "5000 samples" in result.info["log_volume_sampled"]
     # SE of log p̂ (delta method) = √((1 − p)/(N p)): 0.0467 at the P ≈ 0.084 above; 10 % covers p̂'s sampling spread.
