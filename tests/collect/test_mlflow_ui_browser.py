@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.analyze.report.conftest import CHROMIUM, CHROMIUM_ARGS
+from tests.analyze.report.conftest import CHROMIUM_ARGS
 
 pytestmark = pytest.mark.browser
 
@@ -49,10 +49,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def model_metrics_sections(playwright, url: str, shots: Path) -> dict[str, int]:
+def model_metrics_sections(playwright, chromium: Path, url: str, shots: Path) -> dict[str, int]:
     """Open a run's Model metrics tab; return {section name: number of charts}; save two screenshots."""
     with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        browser = p.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS, headless=True)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.goto(url)
@@ -66,10 +66,8 @@ def model_metrics_sections(playwright, url: str, shots: Path) -> dict[str, int]:
             browser.close()
 
 
-def test_run_page_groups_metrics_by_kind(mlflow_uri: str, tmp_path: Path) -> None:
-    if not CHROMIUM.exists():
-        pytest.skip("Debian's chromium is not installed at /usr/bin/chromium (.ci/run installs it: apt-get install chromium)")
-    playwright = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
+def test_run_page_groups_metrics_by_kind(mlflow_uri: str, tmp_path: Path, chromium_executable: Path) -> None:
+    import playwright.sync_api as playwright  # importable: the chromium_executable fixture checked it
     from mlflow import MlflowClient
 
     from collect.runner import run_sweep
@@ -101,7 +99,7 @@ def test_run_page_groups_metrics_by_kind(mlflow_uri: str, tmp_path: Path) -> Non
         url = f"http://127.0.0.1:{port}/#/experiments/{summary.experiment_id}/runs/{run_id}/model-metrics"
         # Its own thread: the report's browser tests may hold a session-wide Playwright (an event loop) in this one.
         with ThreadPoolExecutor(1) as pool:
-            sections = pool.submit(model_metrics_sections, playwright, url, tmp_path).result()
+            sections = pool.submit(model_metrics_sections, playwright, chromium_executable, url, tmp_path).result()
     finally:
         os.killpg(server.pid, signal.SIGTERM)  # the server's own process group (uvicorn and its worker)
         try:
