@@ -23,6 +23,7 @@ from collect.losses import cross_entropy
 from collect.measures.context import MeasureContext
 from collect.measures.generalization import generalization
 from collect.sweep import SWEEP_DIR, expand, load_spec, parse_spec
+from analyze.ledger import metric_column
 
 
 def _context(x_train, y_train, is_attack) -> MeasureContext:
@@ -80,7 +81,7 @@ def test_saved_weights_load_with_weights_only_and_reproduce_the_logged_numbers(m
     assert summary.finished == 1
     run_id = summary.outcomes[0].run_id
     client = MlflowClient(tracking_uri=mlflow_uri)
-    logged = client.get_run(run_id).data.metrics
+    logged = {metric_column(k): v for k, v in client.get_run(run_id).data.metrics.items()}  # gen/x -> gen.x
     state = torch.load(client.download_artifacts(run_id, "model/state_dict.pt", str(tmp_path)), weights_only=True)
     cfg = planned[0].config
     data = load_dataset(cfg.data, cfg.data_seed)
