@@ -414,6 +414,8 @@ def stacked_executor(inner: Callable) -> Callable:
         if alone:
             yield from inner(alone, target)
         device = resolve_device(target.device)
+        if target.torch_threads:  # as run_one does: more torch threads than free cores stalls every kernel
+            torch.set_num_threads(target.torch_threads)
         for members in stacks:
             results = train_stack([p.config for p in members], device, progress=target.progress)
             for planned, result in zip(members, results):

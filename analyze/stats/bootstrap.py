@@ -217,7 +217,7 @@ class _ResampleRanks:
         """(ranks − mean, weights), (b, n) in this column's sorted order, for integer weights ``w`` (b, n) (float32
         when every value involved is exact in it, see ``_spearman_chunk``)."""
         ws = np.take(w, self.order, axis=1)
-        cum = np.cumsum(ws, axis=1)
+        cum = np.cumsum(ws, axis=1)  # partial sums ≤ n: exact in float32 (see _spearman_chunk)
         if self.ties:
             before = np.zeros((cum.shape[0], cum.shape[1] + 1), dtype=cum.dtype)
             before[:, 1:] = cum
@@ -227,10 +227,11 @@ class _ResampleRanks:
             rank += 1.0
             rank *= 0.5
             rank += below
-        else:
+            rank -= mean
+        else:  # rank − mean = cum − (ws − 1)/2 − mean, every intermediate a half-integer below n
             rank = cum
-            rank -= (ws - 1.0) * 0.5
-        rank -= mean
+            rank -= ws * 0.5
+            rank += 0.5 - mean
         return rank, ws
 
 
