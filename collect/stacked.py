@@ -179,30 +179,37 @@ class _StackedOptimizer:
         if self.name == "adam":
             for s, p in zip(self.state, params):
                 s.append(torch.zeros_like(p))
+        self._broadcast(params)
+
+    def _broadcast(self, params: list[Tensor]) -> None:
+        """Per-run hyper-parameters shaped to broadcast over each stacked parameter (rebuilt when runs leave)."""
+        self.hp = [tuple(_per_run(v, p) for v in (self.lr, self.wd, self.momentum)) for p in params]
+        self.use_wd, self.use_momentum = any(self.wd), any(self.momentum)
 
     @torch.no_grad()
     def step(self, params: list[Tensor], grads: list[Tensor]) -> None:
         self.steps += 1
-        for p, g, s in zip(params, grads, self.state):
-            if any(self.wd):
-                g = g + _per_run(self.wd, p) * p
+        b1, b2 = _ADAM_BETAS
+        for p, g, s, (lr, wd, mom) in zip(params, grads, self.state, self.hp):
+            if self.use_wd:
+                g = g + wd * p
             if self.name == "sgd":
-                buf = s[0]
-                buf.mul_(_per_run(self.momentum, p)).add_(g)  # first step: 0·0 + g = g, torch's clone(g)
-                p.sub_(_per_run(self.lr, p) * (buf if any(self.momentum) else g))
+                if self.use_momentum:
+                    s[0].mul_(mom).add_(g)  # first step: 0·0 + g = g, torch's clone(g)
+                    g = s[0]
+                p.sub_(lr * g)
             else:
-                b1, b2 = _ADAM_BETAS
                 m, v = s
                 m.lerp_(g, 1 - b1)
                 v.mul_(b2).addcmul_(g, g, value=1 - b2)
-                step_size = _per_run(self.lr, p) / (1 - b1**self.steps)
                 denom = (v.sqrt() / math.sqrt(1 - b2**self.steps)).add_(_ADAM_EPS)
-                p.add_(-step_size * (m / denom))
+                p.sub_((lr / (1 - b1**self.steps)) * (m / denom))
 
-    def select(self, keep: Tensor) -> None:
+    def select(self, keep: Tensor, params: list[Tensor]) -> None:
         idx = keep.tolist()
         self.state = [[t[keep] for t in s] for s in self.state]
         self.lr, self.wd, self.momentum = ([xs[i] for i in idx] for xs in (self.lr, self.wd, self.momentum))
+        self._broadcast(params)
 
     def torch_state(self, r: int) -> list[dict[str, Tensor]]:
         """Run r's state per parameter, as torch.optim.SGD / Adam keep it (for one more step from the final iterate)."""
@@ -321,7 +328,7 @@ def train_stack(configs: Sequence[RunConfig], device: torch.device, progress: bo
             active = [active[p] for p in keep.tolist()]
             if active:
                 net.select(keep)
-                opt.select(keep)
+                opt.select(keep, net.params())
         if progress and step % spe == 0:
             print(f"  stacked: step {step}, {len(active)} of {len(configs)} runs still training", file=sys.stderr)
     seconds = (time.perf_counter() - started) / len(configs)
