@@ -130,3 +130,20 @@ def test_stacked_sweep_logs_each_run_as_its_own_child(mlflow_uri) -> None:
     for kid in kids:
         assert "measure.margin_mean" in kid.data.metrics and "train.steps" in kid.data.metrics
         assert len(client.get_metric_history(kid.info.run_id, "curve.train_loss")) >= 2
+
+
+def test_study_sweep_has_the_promised_size_and_stacks_by_cell() -> None:
+    from collect.sweep import find_sweep, load_spec
+
+    spec = load_spec(find_sweep("study"))
+    assert {"smoke", "cpu", "full"} <= set(spec.scales)
+    full = expand(spec, "full")
+    assert len(full) >= 2000
+    axes = {k for r in full for k in r.axes}
+    assert len(axes) >= 5 and all(len({r.axes[a] for r in full}) == 3 for a in axes)
+    assert len({r.config.seed for r in full}) >= 2
+    cfg = full[0].config
+    assert cfg.data.dataset == "mnist1d" and cfg.stop.train_loss == 0.01 and cfg.loss == "cross_entropy"
+    stacks, alone, _ = plan_stacks(full[:243])  # the first 243: one (depth, width) pair, 3 batch sizes
+    assert not alone and [len(s) for s in stacks] == [64, 17] * 3  # 81 runs per cell, split at max_stack = 64
+    assert len(expand(spec, "smoke")) <= 8
