@@ -9,7 +9,6 @@ rule) moves them by orders of magnitude more.
 
 from __future__ import annotations
 
-import dataclasses
 
 import pytest
 import torch
