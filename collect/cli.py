@@ -51,6 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scheduler", default=None, help="address of a running Dask scheduler, e.g. tcp://HOST:8786 (with --executor dask)")
     p.add_argument("--retries", type=int, default=2,
                    help="re-runs of a configuration whose worker died or whose store write failed, before it is recorded FAILED (default 2)")
+    p.add_argument("--stack", action="store_true",
+                   help="train runs that share a shape (differing in seed, lr, weight decay, momentum, dropout, init scale) "
+                        "together as one stacked model in this process (collect.stacked); the others run as usual")
     return p
 
 
@@ -85,6 +88,10 @@ def main(argv: list[str] | None = None) -> int:
     command = "python -m collect " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
     try:
         with open_executor(args.executor, workers=args.workers, scheduler=args.scheduler, retries=args.retries) as (executor, threads):
+            if args.stack:  # opt-in hook (issue 14): stackable runs train together, the rest go to `executor`
+                from collect.stacked import stacked_executor
+
+                executor = stacked_executor(executor)
             summary = run_sweep(
                 runs,
                 sweep=spec.name,

@@ -116,8 +116,11 @@ def compute_measures(ctx: MeasureContext, names_and_options: Sequence[tuple[str,
     return metrics, frames, tags
 
 
-def run_one(planned: PlannedRun, target: SweepTarget) -> RunOutcome:
-    """Train and measure one configuration, logging everything as a child run of ``target.parent_run_id``."""
+def run_one(planned: PlannedRun, target: SweepTarget, train_fn: Callable | None = None) -> RunOutcome:
+    """Train and measure one configuration, logging everything as a child run of ``target.parent_run_id``.
+
+    ``train_fn`` (None: ``collect.train.train``) is replaced by ``collect.stacked`` to hand over weights trained
+    in a stack instead of training here."""
     from collect.data import load_dataset
     from collect.models import build_model
     from collect.optim import build_optimizer
@@ -166,7 +169,7 @@ def run_one(planned: PlannedRun, target: SweepTarget) -> RunOutcome:
             return {k.split(".", 1)[1]: v for k, v in values.items()}  # logged as curve/<key>
 
         mid = cfg.transform.at_epoch
-        result = train(
+        result = (train_fn or train)(
             cfg, model, data, loss_fn, lambda m: build_optimizer(cfg.optim, m, loss_fn), on_eval=on_eval,
             progress=target.progress, transform_at=(mid, lambda m: apply_transforms(m, cfg)) if mid else None,
         )

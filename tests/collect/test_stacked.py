@@ -1,0 +1,148 @@
+"""Stacked training (collect.stacked) against one-at-a-time training (collect.train.train) on a tiny sweep.
+
+Reference: the same configurations trained one at a time exactly as ``run_one`` trains them. Tolerance: the batched
+matrix products of the stack sum in a different order than ``nn.Linear``, so weights agree only to float32 rounding
+amplified by training; we require identical stopping points and accuracies, and output margins within 1e-4
+relative (the issue's tolerance) — a real bug (wrong data order, dropout mask, optimizer formula or stopping
+rule) moves them by orders of magnitude more.
+"""
+
+from __future__ import annotations
+
+
+import pytest
+import torch
+
+from collect import tracking
+from collect.losses import get_loss
+from collect.models import build_model
+from collect.optim import build_optimizer
+from collect.runner import run_sweep, to_tensors
+from collect.stacked import plan_stacks, replay_train, stacked_executor, train_stack
+from collect.sweep import expand, parse_spec
+from collect.train import train
+from collect.data import load_dataset
+
+TINY = {
+    "name": "tiny-stack",
+    "seeds": [0, 1],
+    "measures": ["margins"],
+    "base": {
+        "data": {"dataset": "digits", "n_train": 60, "n_test": 40},
+        "model": {"arch": "fcn", "width": 12, "depth": 2},
+        "optim": {"optimizer": "sgd", "lr": 0.1, "batch_size": 16, "momentum": 0.9},
+        "stop": {"max_epochs": 8, "train_acc": 0.95, "extra_epochs": 1},
+    },
+    "grid": {"model.dropout": [0.0, 0.3]},
+    "zip": [{"optim.lr": [0.1, 0.05], "model.init_sigma_w": [1.0, 1.5], "optim.weight_decay": [0.0, 0.01]}],
+}
+ADAM = {**TINY, "base": {**TINY["base"], "optim": {"optimizer": "adam", "lr": 0.01, "batch_size": 16}}}
+
+
+def _planned(spec: dict):
+    return expand(parse_spec(spec, "tiny.toml"))
+
+
+def _one_at_a_time(cfg):
+    torch.manual_seed(cfg.seed)  # as run_one does: dropout masks come from the global generator
+    ds = load_dataset(cfg.data, cfg.data_seed)
+    model = build_model(cfg.model, ds.input_shape, ds.num_classes, cfg.seed)
+    loss_fn = get_loss(cfg.loss)
+    result = train(cfg, model, to_tensors(ds, torch.device("cpu")), loss_fn,
+                   lambda m: build_optimizer(cfg.optim, m, loss_fn), progress=False)
+    return result, ds
+
+
+def _stacked(cfg, stacked_run):
+    ds = load_dataset(cfg.data, cfg.data_seed)
+    model = build_model(cfg.model, ds.input_shape, ds.num_classes, cfg.seed)
+    loss_fn = get_loss(cfg.loss)
+    return replay_train(stacked_run)(cfg, model, to_tensors(ds, torch.device("cpu")), loss_fn,
+                                      lambda m: build_optimizer(cfg.optim, m, loss_fn))
+
+
+def _margins(model, ds) -> torch.Tensor:
+    with torch.no_grad():
+        f = model(torch.as_tensor(ds.x_test, dtype=torch.float32))
+    y = torch.as_tensor(ds.y_test, dtype=torch.long)
+    fy = f.gather(1, y[:, None])[:, 0]
+    other = f.scatter(1, y[:, None], float("-inf")).max(1).values
+    return fy - other
+
+
+@pytest.mark.parametrize("spec", [TINY, ADAM], ids=["sgd-momentum", "adam"])
+def test_stacked_equals_one_at_a_time(spec) -> None:
+    runs = _planned(spec)
+    stacks, alone, _ = plan_stacks(runs)
+    assert not alone and len(stacks) == 1 and len(stacks[0]) == len(runs) == 8
+    configs = [p.config for p in stacks[0]]
+    results = train_stack(configs, torch.device("cpu"))
+    stop_points = set()
+    for cfg, stacked_run in zip(configs, results):
+        ref, ds = _one_at_a_time(cfg)
+        got = _stacked(cfg, stacked_run)
+        stop_points.add(got.steps)
+        assert (got.steps, got.stop_reason, got.converged_step) == (ref.steps, ref.stop_reason, ref.converged_step)
+        assert [r["train_acc"] for r in got.curves] == [r["train_acc"] for r in ref.curves]
+        assert [r["test_acc"] for r in got.curves] == [r["test_acc"] for r in ref.curves]
+        m_ref, m_got = _margins(ref.model, ds), _margins(got.model, ds)
+        assert torch.allclose(m_got, m_ref, rtol=1e-4, atol=1e-4 * float(m_ref.abs().max()))
+        if cfg.model.dropout:
+            continue  # the extra step draws its dropout mask from the global generator, whatever state it is in
+        # one more step from the final iterate (λ_max between iterates) continues the same optimizer state
+        nxt_ref, nxt_got = ref.next_iterate(), got.next_iterate()
+        for k in nxt_ref:
+            assert torch.allclose(nxt_got[k], nxt_ref[k], rtol=1e-4, atol=1e-5), k
+    assert len(stop_points) > 1  # runs stopped at different steps, each at its own
+
+
+def test_unsupported_runs_fall_back_with_a_reason() -> None:
+    runs = _planned({**TINY, "grid": {"model.batch_norm": [False, True]}, "zip": []})
+    stacks, alone, notes = plan_stacks(runs)
+    assert [len(s) for s in stacks] == [2] and len(alone) == 2
+    assert any("batch_norm" in n for n in notes)
+    lonely = _planned({**TINY, "seeds": [0], "grid": {}, "zip": []})
+    stacks, alone, notes = plan_stacks(lonely)
+    assert not stacks and len(alone) == 1 and "no other run shares its shape" in notes[0]
+
+
+def test_one_run_diverging_fails_alone() -> None:
+    runs = _planned({**TINY, "seeds": [0], "grid": {}, "zip": [{"optim.lr": [0.05, 1e6]}]})
+    results = train_stack([p.config for p in runs], torch.device("cpu"))
+    assert results[0].diverged is None and results[0].steps > 0
+    assert results[1].diverged and "lower optim.lr" in results[1].diverged
+
+
+def test_stacked_sweep_logs_each_run_as_its_own_child(mlflow_uri) -> None:
+    from collect.runner import sequential_executor
+
+    runs = _planned({**TINY, "seeds": [0], "grid": {"model.dropout": [0.0, 0.3]}, "zip": []})
+    summary = run_sweep(runs, sweep="tiny-stack", tracking_uri=mlflow_uri, device="cpu", progress=False,
+                        executor=stacked_executor(sequential_executor))
+    assert summary.finished == 2
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=mlflow_uri)
+    exp = client.get_experiment_by_name("tiny-stack")
+    kids = tracking.child_runs(client, exp.experiment_id)
+    assert len(kids) == 2
+    for kid in kids:
+        assert "measure.margin_mean" in kid.data.metrics and "train.steps" in kid.data.metrics
+        assert len(client.get_metric_history(kid.info.run_id, "curve.train_loss")) >= 2
+
+
+def test_study_sweep_has_the_promised_size_and_stacks_by_cell() -> None:
+    from collect.sweep import find_sweep, load_spec
+
+    spec = load_spec(find_sweep("study"))
+    assert {"smoke", "cpu", "full"} <= set(spec.scales)
+    full = expand(spec, "full")
+    assert len(full) >= 2000
+    axes = {k for r in full for k in r.axes}
+    assert len(axes) >= 5 and all(len({r.axes[a] for r in full}) == 3 for a in axes)
+    assert len({r.config.seed for r in full}) >= 2
+    cfg = full[0].config
+    assert cfg.data.dataset == "mnist1d" and cfg.stop.train_loss == 0.01 and cfg.loss == "cross_entropy"
+    stacks, alone, _ = plan_stacks(full[:243])  # the first 243: one (depth, width) pair, 3 batch sizes
+    assert not alone and [len(s) for s in stacks] == [64, 17] * 3  # 81 runs per cell, split at max_stack = 64
+    assert len(expand(spec, "smoke")) <= 8
