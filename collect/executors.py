@@ -24,6 +24,8 @@ import queue
 import signal
 import socket
 import sys
+import threading
+import time
 import uuid
 from collections import Counter
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -124,9 +126,24 @@ def _dask_worker_threads(host_slots: Mapping[str, int]) -> int:
     return threads_per_run(usable_cores(), slots)
 
 
-def _ignore_sigint() -> None:
-    """Pool workers leave Ctrl-C to the driver, which cancels, stops them and marks their runs KILLED."""
+WATCHDOG_S = 0.5  # how often a pool worker checks that its driver is alive
+
+
+def _init_worker(driver_pid: int) -> None:
+    """Pool workers leave Ctrl-C to the driver, which cancels, stops them and marks their runs KILLED; and they exit
+    when the driver dies (SIGKILL gives it no chance to stop them), so no orphan trains on or sleeps forever."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.Thread(target=_exit_with_driver, args=(driver_pid,), name="driver-watchdog", daemon=True).start()
+
+
+def _exit_with_driver(driver_pid: int, every: float = WATCHDOG_S) -> None:
+    """Poll the driver (a pool worker's parent is the fork server, so PR_SET_PDEATHSIG would watch the wrong process);
+    once it is gone, exit at once. The run in flight stays RUNNING with a dead owner; the next invocation closes it."""
+    from collect.claims import process_alive
+
+    while process_alive(driver_pid):
+        time.sleep(every)
+    os._exit(70)
 
 
 # ---------------------------------------------------------------- driver side
@@ -297,7 +314,8 @@ class _ProcessPool:
 
     def _open(self) -> ProcessPoolExecutor:
         if self._pool is None:
-            self._pool = ProcessPoolExecutor(self.workers, mp_context=_worker_context(), initializer=_ignore_sigint)
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=_worker_context(), initializer=_init_worker,
+                                             initargs=(os.getpid(),))
         return self._pool
 
     def submit(self, planned: PlannedRun, target: SweepTarget, retries: int, attempt: int) -> Future:
