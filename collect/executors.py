@@ -349,7 +349,7 @@ def _worker_context() -> multiprocessing.context.BaseContext:
     from collect.measures.registry import MEASURE_MODULES
 
     ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(["collect.executors", "collect.data", "collect.models", "collect.optim",
+    ctx.set_forkserver_preload(["collect.forkserver_guard", "collect.executors", "collect.data", "collect.models", "collect.optim",
                                 "mlflow.store.tracking.sqlalchemy_store", "mlflow.store.tracking.rest_store", *MEASURE_MODULES])
     return ctx
 
