@@ -11,7 +11,10 @@ Failure handling is the same for both:
   ("database is locked") is retried with a fresh child run at most ``retries`` times, then recorded FAILED with the
   reason; a failure of the configuration itself (divergence, a measure error) is a result and is not retried;
 - Ctrl-C, or closing the iterator, cancels the runs not yet started, stops the workers this process started and
-  marks the runs they were training KILLED.
+  marks the runs they were training KILLED;
+- a driver killed outright (SIGKILL) takes its local processes with it: the fork server dies with it
+  (``collect.forkserver_guard``), pool workers poll it and exit (``_exit_with_driver``); the runs they were training
+  stay RUNNING with a dead owner until the next invocation closes them (``collect.claims``).
 """
 
 from __future__ import annotations

@@ -130,23 +130,19 @@ def finished_hashes(client: MlflowClient, experiment_id: str) -> set[str]:
 def close_stale_runs(client: MlflowClient, experiment_id: str, reason: str) -> int:
     """Mark child runs still RUNNING but dead (a crashed or killed earlier invocation: process gone or no heartbeat,
     see ``collect.claims.is_alive``) FAILED with ``reason``; live claims of concurrent invocations are left alone."""
-    from collect.claims import is_alive
-
-    closed = 0
-    for r in _search_all(client, experiment_id, f"tags.`{TAG_KIND}` = 'config' and attributes.status = 'RUNNING'"):
-        if not is_alive(r):
-            client.set_tag(r.info.run_id, "failure_reason", reason)
-            client.set_terminated(r.info.run_id, "FAILED")
-            closed += 1
-    return closed
+    return _close_dead(client, experiment_id, "config", reason)
 
 
 def close_stale_parents(client: MlflowClient, experiment_id: str, reason: str) -> int:
     """Mark parent runs of the experiment still RUNNING but dead (their driver was killed) FAILED with ``reason``."""
+    return _close_dead(client, experiment_id, "sweep", reason)
+
+
+def _close_dead(client: MlflowClient, experiment_id: str, kind: str, reason: str) -> int:
     from collect.claims import is_alive
 
     closed = 0
-    for r in _search_all(client, experiment_id, f"tags.`{TAG_KIND}` = 'sweep' and attributes.status = 'RUNNING'"):
+    for r in _search_all(client, experiment_id, f"tags.`{TAG_KIND}` = '{kind}' and attributes.status = 'RUNNING'"):
         if not is_alive(r):
             client.set_tag(r.info.run_id, "failure_reason", reason)
             client.set_terminated(r.info.run_id, "FAILED")

@@ -15,25 +15,11 @@ import pytest
 
 from collect.cli import main
 from tests.collect.test_data import make_cifar_folder, make_idx_folder
+from tests.collect.test_executors import CLI_SPEC
 
-SPEC = """
-name = "cli"
-seeds = [0]
-measures = MEASURES
-[base.data]
-dataset = "DATASET"
-n_train = 100
-n_test = 40
-[base.model]
-arch = "fcn"
-width = 8
-depth = 1
-[base.optim]
-lr = 0.1
-batch_size = 20
-[base.stop]
-max_epochs = 1
-"""
+# one configuration on DATASET computing MEASURES
+SPEC = (CLI_SPEC.split("[grid]")[0].replace('name = "fault-cli"', 'name = "cli"').replace('measures = ["margins"]', "measures = MEASURES")
+        .replace('dataset = "digits"', 'dataset = "DATASET"').replace("n_train = 300", "n_train = 100").replace("max_epochs = 40", "max_epochs = 1"))
 
 
 def spec_file(folder: Path, measures: str = '["margins"]', dataset: str = "digits", extra: str = "", **data: object) -> Path:
@@ -143,6 +129,7 @@ def test_unreachable_tracking_server_fails_within_15_s_with_the_fix(tmp_path, ca
     assert line.startswith(f"error: cannot reach the MLflow tracking server at http://127.0.0.1:{port}: connection refused; "
                            "start it with `mlflow server")
     assert line.endswith("or pass --tracking-uri")
+    print(f"unreachable tracking server reported in {seconds:.2f} s")
 
 
 @contextlib.contextmanager
@@ -192,6 +179,7 @@ def test_read_only_or_missing_store_folder_and_read_only_database_fail_within_5_
             code, _, err, seconds = run_cli(capsys, "--config", str(spec), "--tracking-uri", uri)
         line = one_error_line(err)
         assert code == 2 and seconds < 5 and expected in line, (line, seconds)
+        print(f"{uri}: reported in {seconds:.3f} s")
         assert "--tracking-uri sqlite:///WRITABLE/PATH/mlflow.db" in line
 
 

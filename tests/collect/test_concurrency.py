@@ -19,28 +19,11 @@ from mlflow import MlflowClient
 
 from collect import claims, tracking
 from collect.sweep import expand, parse_spec
+from tests.collect.test_executors import CLI_SPEC, fresh_store, mlflow_server
 
 REPO = Path(__file__).resolve().parents[2]
-SPEC = """
-name = "race"
-seeds = [0]
-measures = ["norms"]
-[base.data]
-dataset = "digits"
-n_train = 60
-n_test = 40
-[base.model]
-arch = "fcn"
-width = 8
-depth = 1
-[base.optim]
-lr = 0.1
-batch_size = 20
-[base.stop]
-max_epochs = 1
-[grid]
-"optim.lr" = [0.05, 0.1, 0.2, 0.3]
-"""
+SPEC = (CLI_SPEC.replace('name = "fault-cli"', 'name = "race"').replace("n_train = 300", "n_train = 60")
+        .replace("batch_size = 10", "batch_size = 20").replace("max_epochs = 40", "max_epochs = 1"))  # 4 configurations
 
 
 def planned(text: str = SPEC):
@@ -179,37 +162,14 @@ def test_two_invocations_on_a_fresh_then_an_existing_sqlite_store_train_each_con
 
 @pytest.mark.slow
 def test_two_invocations_against_a_tracking_server_train_each_configuration_once(tmp_path, mlflow_template):
-    import shutil
-    import socket
-    import urllib.request
-
     spec = tmp_path / "race.toml"
     spec.write_text(SPEC)
-    backend = tmp_path / "backend.db"
-    shutil.copy(mlflow_template, backend)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{backend}",
-                               "--artifacts-destination", str(tmp_path / "artifacts"), "--host", "127.0.0.1", "--port",
-                               str(port), "--workers", "1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                              start_new_session=True, cwd=tmp_path)
-    uri = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 180
-        while True:
-            try:
-                urllib.request.urlopen(f"{uri}/health", timeout=2)
-                break
-            except OSError:
-                assert server.poll() is None and time.time() < deadline, "mlflow server did not start"
-                time.sleep(0.3)
+    backend = fresh_store(mlflow_template, tmp_path / "backend")
+    with mlflow_server(backend, tmp_path) as uri:
         results = run_together(spec, uri, "--workers", "1")
         check_each_configuration_once(uri, planned(), results)
         assert sum(trained_by_each(results)) == 4
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=60)
+        print(f"against a tracking server, trained per invocation: {trained_by_each(results)}")
 
 
 # ------------------------------------------------------------------ a driver killed with SIGKILL
@@ -237,7 +197,7 @@ def test_workers_exit_when_the_driver_is_killed_and_the_next_invocation_closes_i
 
     spec = tmp_path / "race.toml"
     spec.write_text(SPEC.replace("n_train = 60", "n_train = 300").replace("batch_size = 20", "batch_size = 10")
-                    .replace("max_epochs = 1", "max_epochs = 6"))
+                    .replace("max_epochs = 1", "max_epochs = 6"))  # runs of a few seconds: caught while training
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     driver = collect_process(spec, uri, "--workers", "2")
     try:
@@ -272,3 +232,26 @@ def test_workers_exit_when_the_driver_is_killed_and_the_next_invocation_closes_i
     assert len(stale_parent) == 1 and stale_parent[0].data.tags["failure_reason"].startswith("driver stopped")
     closed = [r for r in every if r.info.run_id in {k.info.run_id for k in running}]
     assert closed and {r.info.status for r in closed} == {"FAILED"}
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads the process tree from /proc")
+def test_dask_local_cluster_workers_exit_when_their_driver_is_killed():
+    """``--executor dask`` without --scheduler: the LocalCluster's processes die with the driver (Dask's own pipe)."""
+    code = ("from distributed import LocalCluster; c = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, "
+            "dashboard_address=None); print('up', flush=True); import time; time.sleep(600)")
+    driver = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert driver.stdout.readline().strip() == "up"
+        workers = descendants(driver.pid)
+        assert len(workers) >= 2
+        driver.send_signal(signal.SIGKILL)
+        driver.wait()
+        killed = time.perf_counter()
+        while any(claims.process_alive(p) for p in workers) and time.perf_counter() - killed < 10:
+            time.sleep(0.05)
+        assert not any(claims.process_alive(p) for p in workers)
+        print(f"{len(workers)} LocalCluster processes gone {time.perf_counter() - killed:.2f} s after SIGKILL of the driver")
+    finally:
+        if driver.poll() is None:
+            driver.kill()
