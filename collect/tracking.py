@@ -6,6 +6,7 @@ processes or machines can log child runs of the same parent directly to the stor
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -13,7 +14,7 @@ import tempfile
 import time
 from functools import cache
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterator, Mapping
 
 import numpy as np
 import pandas as pd
@@ -46,18 +47,41 @@ def ensure_store(uri: str, lock_timeout: float = STORE_LOCK_TIMEOUT_S) -> Mlflow
         client = MlflowClient(tracking_uri=uri)
         client.search_experiments(max_results=1)
         return client
-    from filelock import FileLock, Timeout
-
     path.parent.mkdir(parents=True, exist_ok=True)
-    lock = path.with_name(path.name + ".lock")
-    try:
-        with FileLock(str(lock), timeout=lock_timeout):
-            client = MlflowClient(tracking_uri=uri)
-            client.search_experiments(max_results=1)
-    except Timeout:
-        raise StoreError(f"waited {lock_timeout:.0f} s for the store lock {lock}: another process is creating the store "
-                         "or hangs; if none runs, delete the lock file") from None
+    with store_lock(path.with_name(path.name + ".lock"), lock_timeout):
+        client = MlflowClient(tracking_uri=uri)
+        client.search_experiments(max_results=1)
     return client
+
+
+@contextlib.contextmanager
+def store_lock(lock: Path, timeout: float, poll: float = 0.1) -> Iterator[None]:
+    """An exclusive ``flock`` on ``lock`` (released when the file closes, also when the process dies).
+
+    Plain ``fcntl`` rather than the ``filelock`` package: its lock objects sit in reference cycles with a ``__del__``,
+    and a Ctrl-C that arrives while the garbage collector runs that ``__del__`` is swallowed. Where ``fcntl`` does not
+    exist (Windows) no lock is taken.
+    """
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    deadline = time.monotonic() + timeout
+    with open(lock, "a") as handle:
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise StoreError(f"waited {timeout:.0f} s for the store lock {lock}: another process is creating the "
+                                     "store or hangs; if none runs, delete the lock file") from None
+                time.sleep(poll)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def get_or_create_experiment(client: MlflowClient, name: str, uri: str) -> str:
