@@ -127,8 +127,8 @@ def _main(args: argparse.Namespace, argv: list[str] | None) -> int:
             torch_threads=threads,
         )
     if summary.parent_run_id is None:
-        print(f"sweep '{spec.name}': nothing to do, all {summary.planned} configurations already have a FINISHED run "
-              f"in {uri} (experiment id {summary.experiment_id}); no parent run was logged")
+        print(f"sweep '{spec.name}': 0 finished, 0 failed, {summary.skipped} already done (of {summary.planned}): nothing to "
+              f"do, no parent run was logged -> {uri} (experiment id {summary.experiment_id})")
         return 0
     print(
         f"sweep '{spec.name}': {summary.finished} finished, {summary.failed} failed, {summary.skipped} already done, "
