@@ -49,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=None,
                    help="runs in parallel: local processes, or LocalCluster workers with --executor dask (default: the number of cores)")
     p.add_argument("--scheduler", default=None, help="address of a running Dask scheduler, e.g. tcp://HOST:8786 (with --executor dask)")
+    p.add_argument("--debug", action="store_true", help="show the full traceback of an error instead of one line")
     p.add_argument("--retries", type=int, default=2,
                    help="re-runs of a configuration whose worker died or whose store write failed, before it is recorded FAILED (default 2)")
     p.add_argument("--stack", action="store_true",
@@ -58,64 +59,92 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Exit codes: 0 done (or some runs finished), 1 nothing could finish or an unexpected error, 2 a bad spec, flag
+    or store (one line naming it and the fix), 130 Ctrl-C. Tracebacks only with ``--debug``."""
     args = build_parser().parse_args(argv)
-    from collect.sweep import expand, find_sweep, list_sweeps, load_spec
-
     try:
-        if args.list:
-            for spec in list_sweeps():
-                scales = ", ".join(spec.scales) or "-"
-                print(f"{spec.name:<18} scales: {scales:<20} {spec.description.splitlines()[0] if spec.description else ''}")
-            return 0
-        spec = load_spec(args.config) if args.config else load_spec(find_sweep(args.sweep or "quick"))
-        runs = expand(spec, args.scale, args.seeds)
-    except SpecError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    if args.max_runs is not None:
-        runs = runs[: args.max_runs]
-    if args.dry_run:
-        for i, r in enumerate(runs):
-            print(f"{i:4d}  {r.config_hash}  seed={r.config.seed}  {r.intervention}")
-        print(f"{len(runs)} runs in sweep '{spec.name}'" + (f" (scale {args.scale})" if args.scale else ""))
-        return 0
-
-    from collect.executors import ExecutorError, open_executor
-    from collect.runner import run_sweep
-    from collect.tracking import resolve_tracking_uri
-
-    uri = resolve_tracking_uri(args.tracking_uri)
-    command = "python -m collect " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
-    try:
-        with open_executor(args.executor, workers=args.workers, scheduler=args.scheduler, retries=args.retries) as (executor, threads):
-            if args.stack:  # opt-in hook (issue 14): stackable runs train together, the rest go to `executor`
-                from collect.stacked import stacked_executor
-
-                executor = stacked_executor(executor)
-            summary = run_sweep(
-                runs,
-                sweep=spec.name,
-                tracking_uri=uri,
-                experiment=args.experiment,
-                device=args.device,
-                executor=executor,
-                parent_tags={"command": command, "scale": args.scale or str(spec.default_scale or ""), "spec": spec.source,
-                             "executor": args.executor},
-                progress=not args.no_progress,
-                torch_threads=threads,
-            )
-    except ExecutorError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return _main(args, argv)
     except KeyboardInterrupt:
         print("\ninterrupted: finished runs are kept; re-run the same command to resume the rest", file=sys.stderr)
         return 130
+    except Exception as exc:
+        from collect.store_check import StoreError
+
+        if args.debug:
+            raise
+        executors = sys.modules.get("collect.executors")  # not imported just to classify an error: it loads torch
+        known = isinstance(exc, (SpecError, StoreError)) or (executors is not None and isinstance(exc, executors.ExecutorError))
+        message = str(exc) if known else f"{type(exc).__name__}: {exc}"
+        if isinstance(exc, SpecError) and args.config is not None and str(args.config) not in message:
+            message = f"{args.config}: {message}"  # every spec error names the spec file
+        print(f"error: {message.strip().splitlines()[0] if message.strip() else type(exc).__name__}", file=sys.stderr)
+        if not known:
+            print("(re-run with --debug for the traceback)", file=sys.stderr)
+        return 2 if known else 1
+
+
+def _main(args: argparse.Namespace, argv: list[str] | None) -> int:
+    uri = None
+    if not (args.list or args.dry_run):  # first, before torch is imported: an unusable store fails in seconds
+        from collect.store_check import check_store, resolve_tracking_uri
+
+        uri = resolve_tracking_uri(args.tracking_uri)
+        check_store(uri)
+    from collect.preflight import check_runs
+    from collect.sweep import expand, find_sweep, list_sweeps, load_spec
+
+    if args.list:
+        for spec in list_sweeps():
+            scales = ", ".join(spec.scales) or "-"
+            print(f"{spec.name:<18} scales: {scales:<20} {spec.description.splitlines()[0] if spec.description else ''}")
+        return 0
+    spec = load_spec(args.config) if args.config else load_spec(find_sweep(args.sweep or "quick"))
+    runs = expand(spec, args.scale, args.seeds)
+    if args.max_runs is not None:
+        runs = runs[: args.max_runs]
+    if args.dry_run:
+        warnings = check_runs(runs)
+        for i, r in enumerate(runs):
+            print(f"{i:4d}  {r.config_hash}  seed={r.config.seed}  {r.intervention}")
+        for warning in warnings:
+            print(warning, file=sys.stderr)
+        print(f"{len(runs)} runs in sweep '{spec.name}'" + (f" (scale {args.scale})" if args.scale else "") + "; checks passed")
+        return 0
+
+    from collect.executors import open_executor
+    from collect.runner import run_sweep
+    for warning in check_runs(runs):
+        print(warning, file=sys.stderr)
+    command = "python -m collect " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    with open_executor(args.executor, workers=args.workers, scheduler=args.scheduler, retries=args.retries) as (executor, threads):
+        if args.stack:  # opt-in (issue 14): stackable runs train together, the rest go to `executor`
+            from collect.stacked import stacked_executor
+
+            executor = stacked_executor(executor)
+        summary = run_sweep(
+            runs,
+            sweep=spec.name,
+            tracking_uri=uri,
+            experiment=args.experiment,
+            device=args.device,
+            executor=executor,
+            parent_tags={"command": command, "scale": args.scale or str(spec.default_scale or ""), "spec": spec.source,
+                         "executor": args.executor},
+            progress=not args.no_progress,
+            torch_threads=threads,
+        )
+    if summary.parent_run_id is None:
+        print(f"sweep '{spec.name}': 0 finished, 0 failed, {summary.skipped} already done (of {summary.planned}): nothing to "
+              f"do, no parent run was logged -> {uri} (experiment id {summary.experiment_id})")
+        return 0
     print(
-        f"sweep '{spec.name}': {summary.finished} finished, {summary.failed} failed, {summary.skipped} already done "
-        f"(of {summary.planned}) in {summary.seconds:.0f}s -> {uri} (experiment id {summary.experiment_id})"
+        f"sweep '{spec.name}': {summary.finished} finished, {summary.failed} failed, {summary.skipped} already done, "
+        f"{summary.elsewhere} taken by another invocation (of {summary.planned}) in {summary.seconds:.0f}s -> {uri} "
+        f"(experiment id {summary.experiment_id})"
     )
     for o in summary.outcomes:
         if o.status == "FAILED":
             print(f"  failed {o.run_id}: {o.reason.splitlines()[0] if o.reason else ''}")
-    # A diverged run is a recorded result, not a crash: fail the command only when nothing could finish.
-    return 1 if summary.outcomes and summary.finished == 0 else 0
+    # A diverged run is a recorded result, not a crash: fail the command only when nothing could finish, here or in
+    # another invocation.
+    return 1 if summary.outcomes and summary.finished == 0 and summary.elsewhere == 0 else 0

@@ -225,30 +225,33 @@ SECTIONS: dict[str, type] = {
 
 def run_config_from_dict(raw: Mapping[str, Any], where: str = "config") -> RunConfig:
     """Parse a nested dict (as loaded from TOML) into a validated RunConfig."""
-    raw = dict(raw)
+    try:  # every error names ``where`` (the spec file and run), whichever field it is about
+        return _run_config(dict(raw))
+    except SpecError as exc:
+        raise SpecError(f"{where}: {exc}") from None
+
+
+def _run_config(raw: dict[str, Any]) -> RunConfig:
     kwargs: dict[str, Any] = {}
     for section, cls in SECTIONS.items():
         if section in raw:
             value = raw.pop(section)
             if not isinstance(value, Mapping):
-                raise SpecError(f"{where}: '{section}' must be a table of fields, got {type(value).__name__}")
+                raise SpecError(f"'{section}' must be a table of fields, got {type(value).__name__}")
             kwargs[section] = _dataclass_from_dict(cls, value, f"{section}")
     if "measures" in raw:
         kwargs["measures"] = tuple(parse_measures(raw.pop("measures"), "measures"))
     if "curve_measures" in raw:
-        kwargs["curve_measures"] = tuple(str(m) for m in raw.pop("curve_measures"))
+        curve = raw.pop("curve_measures")
+        if isinstance(curve, str) or not isinstance(curve, (list, tuple)):
+            raise SpecError(f"curve_measures = {curve!r}: give a list of measure names, e.g. curve_measures = [\"margins\"]")
+        kwargs["curve_measures"] = tuple(str(m) for m in curve)
     top = {f.name: f for f in fields(RunConfig)}
     for key, value in raw.items():
         if key not in top:
-            raise SpecError(
-                f"{where}: unknown field '{key}'; known top-level fields are "
-                f"{', '.join(sorted(top))}"
-            )
+            raise SpecError(f"unknown field '{key}'; known top-level fields are {', '.join(sorted(top))}")
         kwargs[key] = _coerce(value, top[key].type, key)
-    try:
-        return RunConfig(**kwargs).validate()
-    except SpecError as exc:
-        raise SpecError(f"{where}: {exc}") from None
+    return RunConfig(**kwargs).validate()
 
 
 def parse_measures(raw: Any, where: str) -> list[MeasureSpec]:
@@ -280,6 +283,11 @@ def _dataclass_from_dict(cls: type, raw: Mapping[str, Any], where: str) -> Any:
             raise SpecError(f"unknown field '{where}.{key}'; {where} has {', '.join(sorted(known))}")
         kwargs[key] = _coerce(value, hints[key], f"{where}.{key}")
     return cls(**kwargs)
+
+
+def check_value(value: Any, annotation: Any, where: str) -> Any:
+    """``value`` checked against a type annotation (SpecError naming ``where`` otherwise); e.g. a measure option."""
+    return _coerce(value, annotation, where)
 
 
 def _coerce(value: Any, tp: Any, where: str) -> Any:

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from collect.config import DataConfig, SpecError
-from collect.datasets import Pool, load_pool
+from collect.datasets import Pool, load_labels, load_pool
 
 _CHUNK = 4096  # rows standardised at a time
 
@@ -133,17 +133,26 @@ def draw_split(pool: Pool, cfg: DataConfig, rng: np.random.Generator) -> Split:
     """Disjoint S, E, A. Single pool: one permutation, sliced S | E | A. Official split: S | A from the train pool,
     E from the test pool. Either way S and E do not depend on ``attack_size``."""
     n_s, n_e, n_a = cfg.n_train, cfg.n_test, cfg.attack_size
-    relabelled = f" after data.binary = {cfg.binary!r}" if cfg.binary is not None else ""
+    check_split_sizes(cfg, len(pool.y), None if pool.y_test is None else len(pool.y_test))
     if pool.x_test is None:
-        n = len(pool.y)
-        if n_s + n_e + n_a > n:
+        perm = rng.permutation(len(pool.y))
+        return Split(train=perm[:n_s], test=perm[n_s : n_s + n_e], attack=perm[n_s + n_e : n_s + n_e + n_a])
+    perm = rng.permutation(len(pool.y))
+    return Split(train=perm[:n_s], attack=perm[n_s : n_s + n_a], test=rng.permutation(len(pool.y_test))[:n_e])
+
+
+def check_split_sizes(cfg: DataConfig, n_pool: int, n_test_pool: int | None) -> None:
+    """SpecError when S, E and A do not fit: n_train + n_test + attack_size <= n_pool for a single pool, else
+    n_train + attack_size <= n_pool and n_test <= n_test_pool (the official test split)."""
+    n_s, n_e, n_a = cfg.n_train, cfg.n_test, cfg.attack_size
+    relabelled = f" after data.binary = {cfg.binary!r}" if cfg.binary is not None else ""
+    if n_test_pool is None:
+        if n_s + n_e + n_a > n_pool:
             raise SpecError(
                 f"data: n_train + n_test + attack_size = {n_s} + {n_e} + {n_a} = {n_s + n_e + n_a} exceeds the "
-                f"{n} examples of {cfg.dataset}{relabelled}; lower data.n_train, data.n_test or data.attack_size"
+                f"{n_pool} examples of {cfg.dataset}{relabelled}; lower data.n_train, data.n_test or data.attack_size"
             )
-        perm = rng.permutation(n)
-        return Split(train=perm[:n_s], test=perm[n_s : n_s + n_e], attack=perm[n_s + n_e : n_s + n_e + n_a])
-    n_pool, n_test_pool = len(pool.y), len(pool.y_test)
+        return
     if n_s + n_a > n_pool:
         raise SpecError(
             f"data: n_train + attack_size = {n_s} + {n_a} = {n_s + n_a} exceeds the {n_pool} training examples of "
@@ -154,8 +163,25 @@ def draw_split(pool: Pool, cfg: DataConfig, rng: np.random.Generator) -> Split:
             f"data.n_test = {n_e} exceeds the {n_test_pool} test examples of {cfg.dataset}{relabelled}; "
             "lower data.n_test"
         )
-    perm = rng.permutation(n_pool)
-    return Split(train=perm[:n_s], attack=perm[n_s : n_s + n_a], test=rng.permutation(n_test_pool)[:n_e])
+
+
+def check_sizes(cfg: DataConfig, cache_dir: Path = Path("data/cache")) -> int:
+    """Check before training that ``cfg``'s S, E and A fit in its dataset (after binary relabelling), reading only
+    the labels of local folders; returns the number of classes the runs will see. Raises SpecError otherwise."""
+    cfg.validate("data")
+    if cfg.dataset == "boolean":
+        from collect.boolean import N_INPUTS
+
+        if cfg.binary is not None:
+            raise SpecError(f"data.binary = {cfg.binary!r}: the boolean dataset is already binary; remove data.binary")
+        check_split_sizes(cfg, N_INPUTS, None)
+        return 2
+    try:
+        pool = relabel(load_labels(cfg.dataset, Path(cache_dir)), cfg.binary)
+    except (OSError, ValueError) as exc:  # a missing or malformed local folder
+        raise SpecError(str(exc)) from None
+    check_split_sizes(cfg, len(pool.y), None if pool.y_test is None else len(pool.y_test))
+    return pool.num_classes
 
 
 def wrong_labels(y: np.ndarray, num_classes: int, rng: np.random.Generator) -> np.ndarray:

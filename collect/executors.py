@@ -11,7 +11,10 @@ Failure handling is the same for both:
   ("database is locked") is retried with a fresh child run at most ``retries`` times, then recorded FAILED with the
   reason; a failure of the configuration itself (divergence, a measure error) is a result and is not retried;
 - Ctrl-C, or closing the iterator, cancels the runs not yet started, stops the workers this process started and
-  marks the runs they were training KILLED.
+  marks the runs they were training KILLED;
+- a driver killed outright (SIGKILL) takes its local processes with it: the fork server dies with it
+  (``collect.forkserver_guard``), pool workers poll it and exit (``_exit_with_driver``); the runs they were training
+  stay RUNNING with a dead owner until the next invocation closes them (``collect.claims``).
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ import queue
 import signal
 import socket
 import sys
+import threading
+import time
 import uuid
 from collections import Counter
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -124,9 +129,24 @@ def _dask_worker_threads(host_slots: Mapping[str, int]) -> int:
     return threads_per_run(usable_cores(), slots)
 
 
-def _ignore_sigint() -> None:
-    """Pool workers leave Ctrl-C to the driver, which cancels, stops them and marks their runs KILLED."""
+WATCHDOG_S = 0.5  # how often a pool worker checks that its driver is alive
+
+
+def _init_worker(driver_pid: int) -> None:
+    """Pool workers leave Ctrl-C to the driver, which cancels, stops them and marks their runs KILLED; and they exit
+    when the driver dies (SIGKILL gives it no chance to stop them), so no orphan trains on or sleeps forever."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.Thread(target=_exit_with_driver, args=(driver_pid,), name="driver-watchdog", daemon=True).start()
+
+
+def _exit_with_driver(driver_pid: int, every: float = WATCHDOG_S) -> None:
+    """Poll the driver (a pool worker's parent is the fork server, so PR_SET_PDEATHSIG would watch the wrong process);
+    once it is gone, exit at once. The run in flight stays RUNNING with a dead owner; the next invocation closes it."""
+    from collect.claims import process_alive
+
+    while process_alive(driver_pid):
+        time.sleep(every)
+    os._exit(70)
 
 
 # ---------------------------------------------------------------- driver side
@@ -297,7 +317,8 @@ class _ProcessPool:
 
     def _open(self) -> ProcessPoolExecutor:
         if self._pool is None:
-            self._pool = ProcessPoolExecutor(self.workers, mp_context=_worker_context(), initializer=_ignore_sigint)
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=_worker_context(), initializer=_init_worker,
+                                             initargs=(os.getpid(),))
         return self._pool
 
     def submit(self, planned: PlannedRun, target: SweepTarget, retries: int, attempt: int) -> Future:
@@ -331,7 +352,7 @@ def _worker_context() -> multiprocessing.context.BaseContext:
     from collect.measures.registry import MEASURE_MODULES
 
     ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(["collect.executors", "collect.data", "collect.models", "collect.optim",
+    ctx.set_forkserver_preload(["collect.forkserver_guard", "collect.executors", "collect.data", "collect.models", "collect.optim",
                                 "mlflow.store.tracking.sqlalchemy_store", "mlflow.store.tracking.rest_store", *MEASURE_MODULES])
     return ctx
 

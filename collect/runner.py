@@ -6,8 +6,6 @@ measure error, a bug), or KILLED on Ctrl-C. Nothing already logged is touched by
 
 from __future__ import annotations
 
-import os
-import socket
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -24,7 +22,7 @@ from collect.measures.context import MeasureContext, MeasureResult, MeasureSkipp
 from collect.measures.registry import get_measure
 from collect.progress import print_line, progress_line
 from collect.sweep import PlannedRun
-from collect import tracking
+from collect import claims, tracking
 from collect.train import Diverged, TensorData, train
 
 
@@ -45,7 +43,7 @@ class SweepTarget:
 class RunOutcome:
     config_hash: str
     run_id: str | None
-    status: str  # FINISHED, FAILED, KILLED, SKIPPED
+    status: str  # FINISHED, FAILED, KILLED, SKIPPED (another invocation has or trains it: ``collect.claims``)
     reason: str = ""
     seconds: float = 0.0
     metrics: Mapping[str, float] = field(default_factory=dict)
@@ -117,14 +115,13 @@ def compute_measures(ctx: MeasureContext, names_and_options: Sequence[tuple[str,
 
 
 def run_one(planned: PlannedRun, target: SweepTarget, train_fn: Callable | None = None) -> RunOutcome:
-    """Train and measure one configuration, logging everything as a child run of ``target.parent_run_id``.
+    """Claim, train and measure one configuration, logging everything as a child run of ``target.parent_run_id``.
 
     ``train_fn`` (None: ``collect.train.train``) is replaced by ``collect.stacked`` to hand over weights trained
-    in a stack instead of training here."""
-    from collect.data import load_dataset
-    from collect.models import build_model
-    from collect.optim import build_optimizer
+    in a stack instead of training here.
 
+    SKIPPED (nothing trained, the claim run deleted) when another invocation already finished or trains it.
+    """
     if target.torch_threads:
         torch.set_num_threads(target.torch_threads)
     cfg = planned.config
@@ -139,9 +136,27 @@ def run_one(planned: PlannedRun, target: SweepTarget, train_fn: Callable | None 
         target.parent_run_id,
         cfg.to_dict(),
         {tracking.TAG_SWEEP: target.sweep, tracking.TAG_HASH: planned.config_hash, tracking.TAG_INTERVENTION: planned.intervention, "seed": str(cfg.seed),
-         "worker": f"{socket.gethostname()}:{os.getpid()}", **planned.interventions_tags()},  # worker: which machine and process ran it
+         **claims.owner_tags(), **planned.interventions_tags()},  # which machine and process runs it, its first heartbeat
         run_name=f"{planned.intervention} seed={cfg.seed}",
     )
+    # The child run is this attempt's claim on the configuration: train only if no other invocation has it.
+    got = claims.claim(client, target.experiment_id, planned.config_hash, run_id)
+    if not got.won:
+        claims.release_lost(client, run_id, got)
+        return RunOutcome(planned.config_hash, got.holder, "SKIPPED", f"{got.reason}: run {got.holder}", time.perf_counter() - started)
+    with claims.Heartbeat(client, run_id):
+        return _train_measure_log(planned, target, client, run_id, started, train_fn)
+
+
+def _train_measure_log(
+    planned: PlannedRun, target: SweepTarget, client, run_id: str, started: float, train_fn: Callable | None = None
+) -> RunOutcome:
+    """The body of ``run_one`` once its claim won: every outcome is written to the run ``run_id``."""
+    from collect.data import load_dataset
+    from collect.models import build_model
+    from collect.optim import build_optimizer
+
+    cfg = planned.config
     try:
         device = resolve_device(target.device)
         dataset = load_dataset(cfg.data, cfg.data_seed)
@@ -193,6 +208,8 @@ def run_one(planned: PlannedRun, target: SweepTarget, train_fn: Callable | None 
             reason = "; ".join(f"{k.removeprefix('measure_error.')}: {v}" for k, v in errors.items())
             tracking.terminate(client, run_id, "FAILED", f"measure failed: {reason}")
             return RunOutcome(planned.config_hash, run_id, "FAILED", reason, time.perf_counter() - started, metrics)
+        if not _still_claimed(client, run_id):
+            return RunOutcome(planned.config_hash, run_id, "FAILED", TAKEN_OVER, time.perf_counter() - started, metrics)
         tracking.terminate(client, run_id, "FINISHED")
         return RunOutcome(planned.config_hash, run_id, "FINISHED", "", time.perf_counter() - started, metrics)
     except KeyboardInterrupt:
@@ -206,6 +223,19 @@ def run_one(planned: PlannedRun, target: SweepTarget, train_fn: Callable | None 
         reason = f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=8)}"
         tracking.terminate(client, run_id, "FAILED", reason)
         return RunOutcome(planned.config_hash, run_id, "FAILED", f"{type(exc).__name__}: {exc}", time.perf_counter() - started)
+
+
+TAKEN_OVER = ("taken over: another invocation closed this run while it trained (no heartbeat reached the store for "
+              f"{claims.STALE_S:.0f} s); its results are logged but it is not marked FINISHED")
+
+
+def _still_claimed(client, run_id: str) -> bool:
+    """False when another invocation took the run over (it looked dead: e.g. this worker was cut off from the store);
+    the run then keeps the FAILED status the taker gave it, so no configuration ends with two FINISHED runs."""
+    if client.get_run(run_id).info.status == "RUNNING":
+        return True
+    tracking.log_tags(client, run_id, {"claim.taken_over": "True"})
+    return False
 
 
 def _options_of(cfg: RunConfig, name: str) -> Mapping:
@@ -227,7 +257,7 @@ def sequential_executor(runs: Sequence[PlannedRun], target: SweepTarget) -> Iter
 @dataclass(frozen=True)
 class SweepSummary:
     experiment_id: str
-    parent_run_id: str
+    parent_run_id: str | None  # None: nothing was left to do, so no parent run was logged
     planned: int
     skipped: int
     outcomes: tuple[RunOutcome, ...]
@@ -240,6 +270,11 @@ class SweepSummary:
     @property
     def failed(self) -> int:
         return sum(o.status == "FAILED" for o in self.outcomes)
+
+    @property
+    def elsewhere(self) -> int:
+        """Configurations another invocation finished or was training when this one reached them."""
+        return sum(o.status == "SKIPPED" for o in self.outcomes)
 
 
 def run_sweep(
@@ -254,24 +289,36 @@ def run_sweep(
     progress: bool = True,
     torch_threads: int | None = None,
 ) -> SweepSummary:
-    """Log a parent run, skip configurations already FINISHED (resume), run the rest, close the parent."""
+    """Check the runs and the store, close what dead invocations left RUNNING, skip configurations already FINISHED
+    (resume), log a parent run and run the rest (each claimed first: ``collect.claims``), close the parent.
+
+    Nothing left to do: no parent run is logged (``parent_run_id`` None).
+    """
+    from collect.preflight import check_runs
+
     started = time.perf_counter()
+    check_runs(runs)
+    tracking.check_store(tracking_uri)
     client = tracking.ensure_store(tracking_uri)
     experiment_id = tracking.get_or_create_experiment(client, experiment or sweep, tracking_uri)
+    tracking.close_stale_parents(client, experiment_id, STALE_PARENT)
+    tracking.close_stale_runs(client, experiment_id, "interrupted: the process running it stopped before it finished")
     done = tracking.finished_hashes(client, experiment_id)
     todo = [r for r in runs if r.config_hash not in done]
-    tracking.close_stale_runs(client, experiment_id, [r.config_hash for r in todo], "interrupted: the process running it stopped before it finished")
+    if not todo:
+        return SweepSummary(experiment_id, None, len(runs), len(runs), (), time.perf_counter() - started)
     parent = tracking.start_parent(client, experiment_id, sweep, {"planned": str(len(runs)), "skipped_finished": str(len(runs) - len(todo)), **(parent_tags or {})})
     target = SweepTarget(tracking_uri, experiment_id, parent, sweep, device, progress, torch_threads)
     tracking.log_tags(client, parent, runs[0].interventions_tags() if runs else {})  # the spec's interventions
     outcomes: list[RunOutcome] = []
+    stream = _with_heartbeat(client, parent, executor(todo, target))
     bar = tqdm(total=len(todo), desc=f"sweep {sweep}", unit="run", disable=not progress or None)
     lines = progress and bar.disable  # tqdm draws only on a terminal; elsewhere (a pipe, a log file) one line per run
     index = {r.config_hash: (i, r) for i, r in enumerate(runs)}
     if lines:
         print_line(f"sweep {sweep}: {len(todo)} run(s) to do, {len(runs) - len(todo)} already finished")
     try:
-        for outcome in executor(todo, target):
+        for outcome in stream:
             outcomes.append(outcome)
             bar.update(1)
             bar.set_postfix(failed=sum(o.status == "FAILED" for o in outcomes))
@@ -286,5 +333,15 @@ def run_sweep(
         bar.close()
     summary = SweepSummary(experiment_id, parent, len(runs), len(runs) - len(todo), tuple(outcomes), time.perf_counter() - started)
     tracking.log_metrics(client, parent, {"runs.finished": summary.finished, "runs.failed": summary.failed, "runs.skipped": summary.skipped, "sweep.seconds": summary.seconds})
+    tracking.log_tags(client, parent, {"runs.trained_elsewhere": str(summary.elsewhere)})
     tracking.terminate(client, parent, "FINISHED")
     return summary
+
+
+STALE_PARENT = "driver stopped: the invocation's process ended (or sent no heartbeat) before the sweep finished; re-run the command to resume"
+
+
+def _with_heartbeat(client, parent: str, outcomes: Iterator[RunOutcome]) -> Iterator[RunOutcome]:
+    """The executor's outcomes, while the parent run's heartbeat says this invocation is alive."""
+    with claims.Heartbeat(client, parent):
+        yield from outcomes

@@ -113,9 +113,7 @@ def expand(spec: SweepSpec, scale: str | None = None, seeds: list[int] | None = 
     base["measures"] = [m.to_dict() for m in measures]
     if "curve_measures" in raw:
         base["curve_measures"] = list(raw["curve_measures"])
-    run_seeds = seeds if seeds is not None else list(raw.get("seeds", [base.get("seed", 0)]))
-    if not run_seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in run_seeds):
-        raise SpecError(f"{where}: seeds = {run_seeds!r} must be a non-empty list of integers")
+    run_seeds = seeds if seeds is not None else parse_seeds(raw.get("seeds", [base.get("seed", 0)]), where)
 
     grid = raw.get("grid", {})
     if not isinstance(grid, Mapping):
@@ -188,6 +186,20 @@ def _varies(leaf: str, hps: list[dict[str, Any]]) -> bool:
     if not hps or leaf not in hps[0]:
         return False  # not a hyperparameter column (seed, label)
     return len({json.dumps(h[leaf], sort_keys=True, default=str) for h in hps}) > 1
+
+
+def parse_seeds(value: Any, where: str) -> list[int]:
+    """The spec's ``seeds``: a non-empty TOML list of integers; a string or a bare number gets the exact fix."""
+    if isinstance(value, str):
+        items = [v.strip() for v in value.split(",") if v.strip()]
+        example = ", ".join(items) if items and all(v.isdigit() for v in items) else "0, 1, 2"
+        raise SpecError(f"{where}: seeds = {value!r} is a string; write a TOML list of integers, seeds = [{example}] "
+                        "(or pass --seeds 0,1,2 / --seeds 0-4 on the command line)")
+    if isinstance(value, int) and not isinstance(value, bool):
+        raise SpecError(f"{where}: seeds = {value!r} is a single number; write a list, seeds = [{value}]")
+    if not isinstance(value, (list, tuple)) or not value or not all(isinstance(s, int) and not isinstance(s, bool) for s in value):
+        raise SpecError(f"{where}: seeds = {value!r} must be a non-empty list of integers, e.g. seeds = [0, 1, 2]")
+    return list(value)
 
 
 def _apply_scale(spec: SweepSpec, scale: str | None) -> dict[str, Any]:

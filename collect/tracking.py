@@ -6,6 +6,7 @@ processes or machines can log child runs of the same parent directly to the stor
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -13,59 +14,92 @@ import tempfile
 import time
 from functools import cache
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterator, Mapping
 
 import numpy as np
 import pandas as pd
 from mlflow import MlflowClient
 from mlflow.entities import DatasetInput, InputTag, Metric, Param, RunTag
 
-DEFAULT_TRACKING_URI = "sqlite:///data/mlflow.db"
+from collect.store_check import DEFAULT_TRACKING_URI, StoreError, check_store, resolve_tracking_uri, sqlite_path  # noqa: F401 - re-exported
+
 TAG_SWEEP, TAG_HASH, TAG_INTERVENTION, TAG_KIND = "sweep", "config_hash", "intervention", "flatlas.kind"
 PARENT_TAG = "mlflow.parentRunId"
 BATCH = 900  # MLflow accepts at most 1000 metrics per log_batch call
-
-
-def resolve_tracking_uri(flag: str | None = None) -> str:
-    """``--tracking-uri``, else ``MLFLOW_TRACKING_URI``, else ``sqlite:///data/mlflow.db`` (relative to the cwd)."""
-    uri = flag or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
-    path = sqlite_path(uri)
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    return uri
-
-
-def sqlite_path(uri: str) -> Path | None:
-    """The database file of a ``sqlite:///`` URI, else None."""
-    if not uri.startswith("sqlite:///"):
-        return None
-    return Path(uri.removeprefix("sqlite:///"))
+STORE_LOCK_TIMEOUT_S = 300.0  # a fresh SQLite store migrates in ~5 s; a holder this slow is stuck
 
 
 def artifact_root(uri: str) -> str | None:
-    """Artifacts of a SQLite store live beside the database under ``mlartifacts/``; a server decides its own."""
+    """Artifacts of a SQLite store live beside its database file, in ``<name>_artifacts/`` (``data/mlflow.db`` ->
+    ``data/mlflow_artifacts/``), so two stores in one folder never share an artifact folder; a server decides its own."""
     path = sqlite_path(uri)
     if path is not None:
-        return (path.parent.resolve() / "mlartifacts").as_uri()
+        return (path.parent.resolve() / f"{path.stem}_artifacts").as_uri()
     return None
 
 
-def ensure_store(uri: str) -> MlflowClient:
-    """Open the store, creating (and schema-migrating) a fresh SQLite database once, before any worker writes."""
-    client = MlflowClient(tracking_uri=uri)
-    client.search_experiments(max_results=1)
+def ensure_store(uri: str, lock_timeout: float = STORE_LOCK_TIMEOUT_S) -> MlflowClient:
+    """Open the store. A SQLite database is first opened (and, when new, created and schema-migrated) under a file
+    lock beside it (``<db>.lock``), so concurrent first use by several processes waits instead of racing the
+    migration (alembic: "Online migration expected to match one row")."""
+    path = sqlite_path(uri)
+    if path is None:
+        client = MlflowClient(tracking_uri=uri)
+        client.search_experiments(max_results=1)
+        return client
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with store_lock(path.with_name(path.name + ".lock"), lock_timeout):
+        client = MlflowClient(tracking_uri=uri)
+        client.search_experiments(max_results=1)
     return client
 
 
+@contextlib.contextmanager
+def store_lock(lock: Path, timeout: float, poll: float = 0.1) -> Iterator[None]:
+    """An exclusive ``flock`` on ``lock`` (released when the file closes, also when the process dies).
+
+    Plain ``fcntl`` rather than the ``filelock`` package: its lock objects sit in reference cycles with a ``__del__``,
+    and a Ctrl-C that arrives while the garbage collector runs that ``__del__`` is swallowed. Where ``fcntl`` does not
+    exist (Windows) no lock is taken.
+    """
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    deadline = time.monotonic() + timeout
+    with open(lock, "a") as handle:
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise StoreError(f"waited {timeout:.0f} s for the store lock {lock}: another process is creating the "
+                                     "store or hangs; if none runs, delete the lock file") from None
+                time.sleep(poll)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def get_or_create_experiment(client: MlflowClient, name: str, uri: str) -> str:
+    """The sweep's experiment; two invocations creating it at once both get the one that won the insert."""
+    from mlflow.exceptions import MlflowException
+
     exp = client.get_experiment_by_name(name)
-    if exp is not None:
-        if exp.lifecycle_stage == "deleted":
-            raise RuntimeError(f"experiment '{name}' is deleted in {uri}; restore it in mlflow ui or pass --experiment NEW_NAME")
-        return exp.experiment_id
-    root = artifact_root(uri)
-    location = f"{root}/{name}" if root else None
-    return client.create_experiment(name, artifact_location=location)
+    if exp is None:
+        root = artifact_root(uri)
+        try:
+            return client.create_experiment(name, artifact_location=f"{root}/{name}" if root else None)
+        except MlflowException:
+            exp = client.get_experiment_by_name(name)
+            if exp is None:
+                raise
+    if exp.lifecycle_stage == "deleted":
+        raise RuntimeError(f"experiment '{name}' is deleted in {uri}; restore it in mlflow ui or pass --experiment NEW_NAME")
+    return exp.experiment_id
 
 
 @cache
@@ -85,23 +119,31 @@ def code_version() -> str:
 
 
 def start_parent(client: MlflowClient, experiment_id: str, sweep: str, tags: Mapping[str, str]) -> str:
+    """The invocation's parent run, owned by this process (``worker`` and ``claim.heartbeat`` tags, see
+    ``collect.claims``) so that a later invocation can tell a live sweep from a dead one."""
+    from collect.claims import owner_tags
+
     run = client.create_run(
         experiment_id,
-        tags={TAG_SWEEP: sweep, TAG_KIND: "sweep", "code_version": code_version(), **tags},
+        tags={TAG_SWEEP: sweep, TAG_KIND: "sweep", "code_version": code_version(), **owner_tags(), **tags},
         run_name=f"{sweep} {time.strftime('%Y-%m-%d %H:%M:%S')}",
     )
     return run.info.run_id
 
 
-def child_runs(client: MlflowClient, experiment_id: str) -> list:
-    """All child (configuration) runs of an experiment, any status."""
+def _search_all(client: MlflowClient, experiment_id: str, query: str) -> list:
     out, token = [], None
     while True:
-        page = client.search_runs([experiment_id], filter_string=f"tags.`{TAG_KIND}` = 'config'", max_results=1000, page_token=token)
+        page = client.search_runs([experiment_id], filter_string=query, max_results=1000, page_token=token)
         out.extend(page)
         token = page.token
         if not token:
             return out
+
+
+def child_runs(client: MlflowClient, experiment_id: str) -> list:
+    """All child (configuration) runs of an experiment, any status."""
+    return _search_all(client, experiment_id, f"tags.`{TAG_KIND}` = 'config'")
 
 
 def finished_hashes(client: MlflowClient, experiment_id: str) -> set[str]:
@@ -109,11 +151,23 @@ def finished_hashes(client: MlflowClient, experiment_id: str) -> set[str]:
     return {r.data.tags.get(TAG_HASH) for r in child_runs(client, experiment_id) if r.info.status == "FINISHED"}
 
 
-def close_stale_runs(client: MlflowClient, experiment_id: str, hashes: Iterable[str], reason: str) -> int:
-    """Mark child runs still RUNNING for these hashes (a crashed or killed earlier invocation) as FAILED."""
-    wanted, closed = set(hashes), 0
-    for r in child_runs(client, experiment_id):
-        if r.info.status == "RUNNING" and r.data.tags.get(TAG_HASH) in wanted:
+def close_stale_runs(client: MlflowClient, experiment_id: str, reason: str) -> int:
+    """Mark child runs still RUNNING but dead (a crashed or killed earlier invocation: process gone or no heartbeat,
+    see ``collect.claims.is_alive``) FAILED with ``reason``; live claims of concurrent invocations are left alone."""
+    return _close_dead(client, experiment_id, "config", reason)
+
+
+def close_stale_parents(client: MlflowClient, experiment_id: str, reason: str) -> int:
+    """Mark parent runs of the experiment still RUNNING but dead (their driver was killed) FAILED with ``reason``."""
+    return _close_dead(client, experiment_id, "sweep", reason)
+
+
+def _close_dead(client: MlflowClient, experiment_id: str, kind: str, reason: str) -> int:
+    from collect.claims import is_alive
+
+    closed = 0
+    for r in _search_all(client, experiment_id, f"tags.`{TAG_KIND}` = '{kind}' and attributes.status = 'RUNNING'"):
+        if not is_alive(r):
             client.set_tag(r.info.run_id, "failure_reason", reason)
             client.set_terminated(r.info.run_id, "FAILED")
             closed += 1

@@ -4,6 +4,6 @@
 the modules here only read or generate the examples.
 """
 
-from collect.datasets.pool import Pool, load_pool
+from collect.datasets.pool import Pool, load_labels, load_pool
 
-__all__ = ["Pool", "load_pool"]
+__all__ = ["Pool", "load_labels", "load_pool"]

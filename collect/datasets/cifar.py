@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from collect.datasets.pool import Pool
+from collect.datasets.pool import Pool, labels_only
 
 CIFAR10_NAMES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
@@ -71,20 +71,11 @@ def _images_and_labels(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 def cifar10_pool(folder: Path) -> Pool:
     """Train pool from ``data_batch_1..5``, test pool from ``test_batch``; images (3, 32, 32) uint8."""
-    root = find_cifar_folder(Path(folder))
-    missing = [name for name in (*TRAIN_BATCHES, TEST_BATCH) if not (root / name).is_file()]
-    if missing:
-        raise FileNotFoundError(f"data.dataset: {root} lacks {', '.join(missing)}; expected {EXPECTED}")
+    root = _checked_root(folder)
     train = [_images_and_labels(root / name) for name in TRAIN_BATCHES]
     x_test, y_test = _images_and_labels(root / TEST_BATCH)
-    names = CIFAR10_NAMES
-    if (root / META).is_file():
-        raw_names = read_cifar_batch(root / META).get("label_names")
-        if raw_names is not None:
-            names = tuple(n.decode() if isinstance(n, bytes) else str(n) for n in raw_names)
     y = np.concatenate([labels for _, labels in train])
-    if min(y.min(), y_test.min()) < 0 or max(y.max(), y_test.max()) >= len(names):
-        raise ValueError(f"{root}: labels must lie in 0..{len(names) - 1} (one per name in {META})")
+    names = _class_names(root, y, y_test)
     return Pool(
         x=np.concatenate([images for images, _ in train]),
         y=y,
@@ -93,3 +84,36 @@ def cifar10_pool(folder: Path) -> Pool:
         x_test=x_test,
         y_test=y_test,
     )
+
+
+def cifar10_labels(folder: Path) -> Pool:
+    """The labels of ``cifar10_pool(folder)`` without its images (size checks before training)."""
+    root = _checked_root(folder)
+
+    def labels(name: str) -> np.ndarray:
+        batch = read_cifar_batch(root / name)
+        if "labels" not in batch:
+            raise ValueError(f"{root / name}: a CIFAR batch needs a 'labels' entry, found {sorted(batch)}")
+        return np.asarray(batch["labels"], dtype=np.int64)
+
+    y, y_test = np.concatenate([labels(name) for name in TRAIN_BATCHES]), labels(TEST_BATCH)
+    return labels_only(y, y_test, _class_names(root, y, y_test))
+
+
+def _checked_root(folder: Path) -> Path:
+    root = find_cifar_folder(Path(folder))
+    missing = [name for name in (*TRAIN_BATCHES, TEST_BATCH) if not (root / name).is_file()]
+    if missing:
+        raise FileNotFoundError(f"data.dataset: {root} lacks {', '.join(missing)}; expected {EXPECTED}")
+    return root
+
+
+def _class_names(root: Path, y: np.ndarray, y_test: np.ndarray) -> tuple[str, ...]:
+    names = CIFAR10_NAMES
+    if (root / META).is_file():
+        raw_names = read_cifar_batch(root / META).get("label_names")
+        if raw_names is not None:
+            names = tuple(n.decode() if isinstance(n, bytes) else str(n) for n in raw_names)
+    if min(y.min(), y_test.min()) < 0 or max(y.max(), y_test.max()) >= len(names):
+        raise ValueError(f"{root}: labels must lie in 0..{len(names) - 1} (one per name in {META})")
+    return names

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from collect.datasets.pool import Pool
+from collect.datasets.pool import Pool, labels_only
 from collect.datasets.sources import DIGIT_NAMES
 
 IDX_TYPES = {
@@ -66,17 +66,21 @@ def find_idx_file(folder: Path, split: str, kind: str) -> Path:
     raise FileNotFoundError(f"data.dataset: no {split} {kind} IDX file in {folder}; expected one of {names}")
 
 
-def idx_pool(folder: Path) -> Pool:
-    """Train pool from the ``train-*`` files, test pool from ``t10k-*``; images as (1, H, W).
-
-    Class names are Fashion-MNIST's when the folder's path mentions "fashion", else the digits 0-9.
-    """
-    folder = Path(folder)
+def _checked_folder(folder: Path) -> Path:
     if not folder.is_dir():
         raise FileNotFoundError(
             f"data.dataset: IDX folder {folder} does not exist; it must hold train-images-idx3-ubyte, "
             "train-labels-idx1-ubyte, t10k-images-idx3-ubyte and t10k-labels-idx1-ubyte (raw or .gz)"
         )
+    return folder
+
+
+def idx_pool(folder: Path) -> Pool:
+    """Train pool from the ``train-*`` files, test pool from ``t10k-*``; images as (1, H, W).
+
+    Class names are Fashion-MNIST's when the folder's path mentions "fashion", else the digits 0-9.
+    """
+    folder = _checked_folder(Path(folder))
     split_arrays = {}
     for split in ("train", "test"):
         images_path, labels_path = find_idx_file(folder, split, "images"), find_idx_file(folder, split, "labels")
@@ -91,8 +95,19 @@ def idx_pool(folder: Path) -> Pool:
     (x, y), (x_test, y_test) = split_arrays["train"], split_arrays["test"]
     if x.shape[1:] != x_test.shape[1:]:
         raise ValueError(f"{folder}: train images {x.shape[1:]} and test images {x_test.shape[1:]} differ in shape")
-    if min(y.min(initial=0), y_test.min(initial=0)) < 0 or max(y.max(initial=0), y_test.max(initial=0)) > 9:
-        raise ValueError(f"{folder}: IDX labels must lie in 0..9 (MNIST / Fashion-MNIST classes)")
-    names = FASHION_NAMES if "fashion" in str(folder).lower() else DIGIT_NAMES
+    names = _class_names(folder, y, y_test)
     scale = 1.0 / 255.0 if x.dtype == np.uint8 else 1.0
     return Pool(x=x, y=y, class_names=names, scale=scale, x_test=x_test, y_test=y_test)
+
+
+def idx_labels(folder: Path) -> Pool:
+    """The labels of ``idx_pool(folder)``, read from the label files only (size checks before training)."""
+    folder = _checked_folder(Path(folder))
+    y, y_test = (read_idx(find_idx_file(folder, split, "labels")).astype(np.int64).ravel() for split in ("train", "test"))
+    return labels_only(y, y_test, _class_names(folder, y, y_test))
+
+
+def _class_names(folder: Path, y: np.ndarray, y_test: np.ndarray) -> tuple[str, ...]:
+    if min(y.min(initial=0), y_test.min(initial=0)) < 0 or max(y.max(initial=0), y_test.max(initial=0)) > 9:
+        raise ValueError(f"{folder}: IDX labels must lie in 0..9 (MNIST / Fashion-MNIST classes)")
+    return FASHION_NAMES if "fashion" in str(folder).lower() else DIGIT_NAMES

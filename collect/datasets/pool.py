@@ -61,6 +61,30 @@ def load_pool(dataset: str, cache_dir: Path) -> Pool:
     )
 
 
+def load_labels(dataset: str, cache_dir: Path) -> Pool:
+    """The pool's labels and class names with zero-width inputs, for size checks before training: local folders are
+    read for their labels only (IDX label files, CIFAR batches' labels); built-in pools are loaded (they are small
+    and cached)."""
+    if dataset.startswith("idx:"):
+        from collect.datasets.idx import idx_labels
+
+        return idx_labels(_folder(dataset, "idx:"))
+    if dataset.startswith("cifar10:"):
+        from collect.datasets.cifar import cifar10_labels
+
+        return cifar10_labels(_folder(dataset, "cifar10:"))
+    pool = load_pool(dataset, cache_dir)
+    return labels_only(pool.y, pool.y_test, pool.class_names)
+
+
+def labels_only(y: np.ndarray, y_test: np.ndarray | None, class_names: tuple[str, ...]) -> Pool:
+    """A ``Pool`` holding labels only (inputs of width 0), enough to count what a split can draw."""
+    def empty(labels: np.ndarray) -> np.ndarray:
+        return np.zeros((len(labels), 0), dtype=np.uint8)
+
+    return Pool(x=empty(y), y=y, class_names=class_names, x_test=None if y_test is None else empty(y_test), y_test=y_test)
+
+
 def _folder(dataset: str, prefix: str) -> Path:
     raw = dataset[len(prefix):].strip()
     if not raw:

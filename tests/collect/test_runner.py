@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import os
 
 import pytest
 from mlflow import MlflowClient
@@ -119,3 +120,36 @@ def test_measure_skip_is_logged_as_tag(mlflow_uri, monkeypatch):
     _, _, kids = children(mlflow_uri)
     assert kids[0].info.status == "FINISHED"
     assert kids[0].data.tags["measure_skipped.needs_binary"] == "only for binary tasks"
+
+
+def test_a_no_op_rerun_logs_no_parent_and_closes_dead_parents(mlflow_uri):
+    import subprocess
+    import sys
+
+    from collect import claims
+
+    runs = runs_of()[:1]
+    first = run_sweep(runs, sweep="tiny", tracking_uri=mlflow_uri, device="cpu", progress=False)
+    client, exp, _ = children(mlflow_uri)
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    dead = client.create_run(exp.experiment_id, tags={tracking.TAG_KIND: "sweep", **claims.owner_tags(),
+                                                      claims.TAG_OWNER: f"{os.uname().nodename}:{gone.pid}"}).info.run_id
+    live = tracking.start_parent(client, exp.experiment_id, "tiny", {})  # this process: a live concurrent invocation
+    again = run_sweep(runs, sweep="tiny", tracking_uri=mlflow_uri, device="cpu", progress=False)
+    assert again.parent_run_id is None and again.skipped == 1 and again.outcomes == ()
+    parents = client.search_runs([exp.experiment_id], f"tags.`{tracking.TAG_KIND}` = 'sweep'")
+    assert {p.info.run_id for p in parents} == {first.parent_run_id, dead, live}  # no new, empty parent run
+    assert client.get_run(dead).info.status == "FAILED"
+    assert client.get_run(dead).data.tags["failure_reason"].startswith("driver stopped")
+    assert client.get_run(live).info.status == "RUNNING"
+
+
+def test_artifacts_of_a_sqlite_store_live_beside_its_database(mlflow_uri):
+    from pathlib import Path
+
+    run_sweep(runs_of()[:1], sweep="tiny", tracking_uri=mlflow_uri, device="cpu", progress=False)
+    _, exp, kids = children(mlflow_uri)
+    db = Path(mlflow_uri.removeprefix("sqlite:///"))
+    assert exp.artifact_location == (db.parent / "mlflow_artifacts" / "tiny").resolve().as_uri()
+    assert (db.parent / "mlflow_artifacts" / "tiny" / kids[0].info.run_id / "artifacts" / "config.json").is_file()
