@@ -45,7 +45,7 @@ def test_progress_line_format() -> None:
     from collect.runner import RunOutcome
     from collect.sweep import PlannedRun
 
-    planned = PlannedRun(run_config_from_dict({"seed": 3}), "batch_size=500, dropout=0.5", {})
+    planned = PlannedRun(run_config_from_dict({"seed": 3, "stop": {"max_epochs": 1}}), "batch_size=500, dropout=0.5", {})
     ok = RunOutcome("h", "r", "FINISHED", seconds=3.14, metrics={"gen.test_acc": 0.8612})
     assert progress_line(12, 32, "quick", 11, planned, ok) == "[12/32] done quick #11 (batch_size=500, dropout=0.5, seed=3) 3.1 s, test_acc 0.861"
     bad = RunOutcome("h", "r", "FAILED", "diverged: loss nan\ntraceback ...", seconds=0.4)
