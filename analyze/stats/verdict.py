@@ -11,8 +11,9 @@ Three frames for the top of the report (``suite.report_frames``), built from the
   ``expected`` / ``reversed`` (pooled τ significant after Benjamini–Hochberg over the rank table, with / against
   the literature's sign), ``none`` (not significant) or ``unknown`` (no expected sign or no τ); a measure that
   "holds" with ``none`` has no relation to lose.
-- ``reversal_explanations`` — one row per measure whose pooled τ has the sign the literature does not expect
-  (rank frame ``direction == "reversed"``). Within each level of each intervention Kendall τ-b is computed with the
+- ``reversal_explanations`` — one row per measure whose pooled τ has the sign the literature does not expect and is
+  significant after Benjamini–Hochberg over the rank table (``pooled_relation == "reversed"``; a τ of the wrong sign
+  that is not significant is no reversal to explain). Within each level of each intervention Kendall τ-b is computed with the
   interval tanh(artanh τ ± z·√(0.437/(n − 4))) (Fieller, Hartley & Pearson 1957's variance of Fisher's z for
   Kendall's τ) and scipy.stats.kendalltau's p. An intervention *explains* the reversal when in at least one of its
   levels (≥ ``min_group`` runs) τ takes the expected sign with p·m < alpha, m = the number of levels examined for
@@ -189,8 +190,9 @@ def reversal_explanations(
     confidence: float = 0.95,
     alpha: float = 0.05,
 ) -> pl.DataFrame:
-    """One row per reversed measure: is the reversal explained by an intervention (module docstring)?"""
-    reversed_rows = rank.filter(pl.col("direction") == "reversed")
+    """One row per significantly reversed measure: is the reversal explained by an intervention (module docstring)?"""
+    relations = pooled_relations(rank, alpha)
+    reversed_rows = rank.filter(pl.col("measure").is_in([m for m, (_, rel) in relations.items() if rel == "reversed"]))
     y = as_float(runs, [target])[:, 0]
     levels = {iv.name: iv.levels(runs) for iv in found}
     pct = f"{confidence * 100:g}%"

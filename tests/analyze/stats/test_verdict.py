@@ -66,6 +66,19 @@ def test_unexplained_reversal() -> None:
     assert any("unexplained" in s for s in frames["verdict_sentences"]["sentence"])
 
 
+def test_a_wrong_sign_that_is_not_significant_is_no_reversal_to_explain() -> None:
+    # margin_mean is pure noise: its pooled τ has some sign, but no significant one, so it is not "reversed overall"
+    rng = np.random.default_rng(17)  # seeded so that the noise τ is positive (the wrong sign for a margin), p ≈ 0.23
+    n = 48
+    frame = pl.DataFrame({"hp.batch_size": [64, 512] * (n // 2), "gen.gap_acc": rng.normal(0.1, 0.02, n),
+                          "measure.margin_mean": rng.normal(0, 1, n)})
+    frames, _ = report_frames(frame, resamples=0, min_group=8)
+    rank = frames["rank"].row(0, named=True)
+    assert rank["direction"] == "reversed" and rank["kendall_p"] > 0.05  # the premise: wrong sign, not significant
+    assert frames["reversal_explanations"].height == 0
+    assert not any("reversed overall" in s for s in frames["verdict_sentences"]["sentence"])
+
+
 def test_kendall_interval_formula() -> None:
     # tanh(artanh τ ± 1.959964 √(0.437/(n − 4))), by hand for τ = 0.3, n = 29
     half = 1.959963984540054 * np.sqrt(0.437 / 25)
