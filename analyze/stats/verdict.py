@@ -19,7 +19,10 @@ Three frames for the top of the report (``suite.report_frames``), built from the
   levels (≥ ``min_group`` runs) τ takes the expected sign with p·m < alpha, m = the number of levels examined for
   that measure (Bonferroni); of several, the one with most such levels (then most runs in them) is named.
 - ``verdict_sentences`` — 3 to 6 sentences: which measures predict the target across every intervention, which break
-  and where, why reversals happen, and what could not be tested and what would make it testable.
+  and where, why reversals happen, and what could not be tested and what would make it testable. A measure is said
+  to predict "along every intervention" only if, besides a significant pooled τ of the expected sign and no flag,
+  τ has the expected sign inside every level with ≥ ``min_group`` runs (``wrong_sign_levels`` lists the others, and
+  the sentence names them: a pooled relation that one level carries, e.g. only the attack-set runs, is not robust).
 
 Measures only: the frames list ``measure.*`` columns (``pick_measures``), never ``diag.*``.
 """
@@ -54,7 +57,7 @@ VERDICTS = ("holds", "weakens", "reverses", "not_testable")
 MATRIX_SCHEMA: dict[str, pl.DataType] = {
     "measure": pl.Utf8, "family": pl.Utf8, "target": pl.Utf8, "intervention": pl.Utf8, "axes": pl.List(pl.Utf8),
     "axis": pl.Utf8, "verdict": pl.Utf8, "tau_pooled": pl.Float64, "pooled_relation": pl.Utf8, "tau_within": pl.Utf8,
-    "n_runs": pl.Int64, "evidence": pl.Utf8, "sort_key": pl.Int64,
+    "n_runs": pl.Int64, "evidence": pl.Utf8, "sort_key": pl.Int64, "wrong_sign_levels": pl.Utf8,
 }
 EXPLAIN_SCHEMA: dict[str, pl.DataType] = {
     "measure": pl.Utf8, "target": pl.Utf8, "tau_pooled": pl.Float64, "ci_low": pl.Float64, "ci_high": pl.Float64,
@@ -151,6 +154,9 @@ def verdict_matrix(
             taus = level_taus(x, y, levels[iv.name])
             raised = by_key.get((measure, iv.name), [])
             kinds = {r["flag"] for r in raised}
+            want = expected_sign(measure, target)
+            wrong = [f"{iv.said(t['level'])}: τ = {t['tau']:+.2f} (n = {t['n']})" for t in taus
+                     if want and t["tau"] is not None and t["n"] >= min_group and np.sign(t["tau"]) == -want]
             if kinds & {"sign_reversal", "simpson_reversal"}:
                 verdict = "reverses"
                 evidence = next(r["sentence"] for r in raised if r["flag"] in ("sign_reversal", "simpson_reversal"))
@@ -163,6 +169,9 @@ def verdict_matrix(
                             f"Benjamini–Hochberg within each flag family); within levels: {_within_text(iv, taus)}.")
                 if pooled.get(measure, (None, "unknown"))[1] == "none":
                     evidence += " The pooled relation itself is not significant, so there is little to break."
+                if wrong:
+                    evidence += (" Not flagged, but τ has the sign the literature does not expect within "
+                                 + "; ".join(wrong) + ".")
             else:
                 verdict = "not_testable"
                 reason = untested_reasons.get((iv.name, measure)) or f"no level of {iv.label} has {min_group} runs"
@@ -175,6 +184,7 @@ def verdict_matrix(
                 "pooled_relation": pooled.get(measure, (None, "unknown"))[1],
                 "tau_within": _within_text(iv, taus), "n_runs": n_runs, "evidence": evidence,
                 "sort_key": order.index(measure) * max(1, len(found)) + ii,
+                "wrong_sign_levels": "; ".join(wrong) or None,
             })
     frame = pl.DataFrame(rows, schema=MATRIX_SCHEMA, orient="row") if rows else pl.DataFrame(schema=MATRIX_SCHEMA)
     return frame.sort("sort_key")
@@ -258,11 +268,24 @@ def verdict_sentences(
         out.append(f"{names} predict{'s' if len(pooled) <= 1 else ''} {target} with the expected sign over all runs "
                    f"({criterion}); whether that holds across interventions is unknown.")
     elif predictors:
-        shown = ", ".join(f"{short(m)} (τ = {t:+.2f})" for m, t in predictors[:6])
-        more = f" and {len(predictors) - 6} more" if len(predictors) > 6 else ""
-        one = len(predictors) == 1
-        out.append(f"{shown}{more} predict{'s' if one else ''} {target} with the expected sign ({criterion}) and "
-                   f"hold{'s' if one else ''} along every intervention tested ({n_iv} intervention(s)).")
+        robust = [(m, t) for m, t, wrong in predictors if wrong is None]
+        fragile = [(m, t, wrong) for m, t, wrong in predictors if wrong is not None]
+        if robust:
+            shown = ", ".join(f"{short(m)} (τ = {t:+.2f})" for m, t in robust[:6])
+            more = f" and {len(robust) - 6} more" if len(robust) > 6 else ""
+            one = len(robust) == 1
+            out.append(f"{shown}{more} predict{'s' if one else ''} {target} with the expected sign ({criterion}) and "
+                       f"hold{'s' if one else ''} along every intervention tested ({n_iv} intervention(s)), with τ of "
+                       "the expected sign inside every level.")
+        else:
+            out.append(f"No measure predicts {target} with the expected sign ({criterion}) inside every level of every "
+                       "intervention.")
+        if fragile:
+            parts = [f"{short(m)} (τ = {t:+.2f}; inside {wrong})" for m, t, wrong in fragile[:3]]
+            more = f" and {len(fragile) - 3} more" if len(fragile) > 3 else ""
+            out.append("These predict " + target + " over all runs with no break flagged, but τ has the sign the "
+                       "literature does not expect inside some level, so the pooled relation rests on the other levels: "
+                       + "; ".join(parts) + more + ".")
     else:
         out.append(f"No measure predicts {target} with the expected sign ({criterion}) while holding along every "
                    "intervention tested.")
@@ -322,8 +345,10 @@ def pooled_relations(rank: pl.DataFrame | None, alpha: float) -> dict[str, tuple
     return out
 
 
-def _predictors(matrix: pl.DataFrame, rank: pl.DataFrame | None, alpha: float) -> list[tuple[str, float]]:
-    """Measures with a significant (BH over the rank table) pooled τ of the expected sign and no break."""
+def _predictors(matrix: pl.DataFrame, rank: pl.DataFrame | None, alpha: float) -> list[tuple[str, float, str | None]]:
+    """Measures with a significant (BH over the rank table) pooled τ of the expected sign and no break, with the
+    levels (≥ min_group runs) inside which τ nevertheless has the other sign (None when there is none): a pooled
+    relation that one intervention creates (e.g. only the attack-set runs carry it) is not claimed to hold."""
     out = []
     for measure, (tau, relation) in pooled_relations(rank, alpha).items():
         if relation != "expected":
@@ -331,7 +356,8 @@ def _predictors(matrix: pl.DataFrame, rank: pl.DataFrame | None, alpha: float) -
         mine = matrix.filter(pl.col("measure") == measure) if matrix.height else matrix
         verdicts = set(mine["verdict"].to_list()) if mine.height else set()
         if "holds" in verdicts and not verdicts & {"reverses", "weakens"}:
-            out.append((measure, float(tau)))
+            wrong = [w for w in mine["wrong_sign_levels"].to_list() if w] if mine.height else []
+            out.append((measure, float(tau), "; ".join(wrong) or None))
     return out
 
 

@@ -134,3 +134,25 @@ def test_without_interventions_the_sentences_say_what_to_vary() -> None:
     assert len(sentences) == 3 and frames["verdict_matrix"].height == 0
     assert sentences[0].startswith("margin_mean (τ = -0.") and "unknown" in sentences[0]
     assert "no hyperparameter varies" in sentences[1] and "vary at least one hyperparameter" in sentences[2]
+
+
+def test_a_pooled_relation_carried_by_one_level_is_not_claimed_to_hold() -> None:
+    # hessian_trace tracks the gap only inside the attack runs; inside attack_size = 0 it runs weakly against it
+    # (τ ≈ -0.26, too weak for a flag at this size). Pooled it is positive and significant (the expected sign) and
+    # nothing is flagged, but the verdict must not call it a predictor that holds everywhere.
+    rng = np.random.default_rng(0)
+    rows = []
+    for attack in (0, 200):
+        for bs in (64, 512):
+            for s in range(12):
+                gap = 0.05 + 0.3 * (attack > 0) + rng.normal(0, 0.02)
+                trace = 10 * gap if attack else 1.0 - 0.5 * gap + rng.normal(0, 0.02)
+                rows.append({"status": "FINISHED", "seed": s, "hp.attack_size": attack, "hp.batch_size": bs,
+                             "measure.hessian_trace": trace + rng.normal(0, 0.01), "gen.gap_acc": gap})
+    frames, _ = report_frames(pl.DataFrame(rows), resamples=0, min_group=8)
+    sentences = frames["verdict_sentences"]["sentence"].to_list()
+    assert not any("hold along every" in s or "holds along every" in s for s in sentences)
+    matrix = frames["verdict_matrix"].filter(pl.col("intervention") == "attack_size").row(0, named=True)
+    assert matrix["verdict"] == "holds" and matrix["pooled_relation"] == "expected"  # the premise (seeded)
+    assert matrix["wrong_sign_levels"].startswith("attack_size = 0: τ = -0.26")
+    assert any("inside attack_size = 0: τ = -0.26" in s for s in sentences)
