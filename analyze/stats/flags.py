@@ -200,11 +200,14 @@ def _z(r: float) -> float:
     return float(np.arctanh(np.clip(r, -0.999999, 0.999999)))
 
 
-def _ci(r: float, n: int, confidence: float) -> tuple[float, float]:
-    if not np.isfinite(r) or n <= 3:
+def fisher_z_interval(r: float, n: int, confidence: float, variance: float = FIELLER, offset: int = 3) -> tuple[float, float]:
+    """tanh(artanh r ± z_{(1+c)/2}·√(variance/(n − offset))): Spearman's ρ with the defaults (1.06/(n − 3)), Kendall's
+    τ with (0.437, 4) (Fieller, Hartley & Pearson 1957); NaN for n ≤ offset or an undefined r."""
+    if not np.isfinite(r) or n <= offset:
         return float("nan"), float("nan")
-    half = stats.norm.ppf(0.5 + confidence / 2) * np.sqrt(FIELLER / (n - 3))
+    half = stats.norm.ppf(0.5 + confidence / 2) * np.sqrt(variance / (n - offset))
     return float(np.tanh(_z(r) - half)), float(np.tanh(_z(r) + half))
+
 
 
 def _shift(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
@@ -257,7 +260,7 @@ def flag_evidence(
             n_ref = int(ref_mask.sum())
             r_ref, p_ref = ranker.spearman(ref_mask)
             base = {"measure": measure, "target": target, "axis": axis, "reference": ref_label, "n_reference": n_ref,
-                    "r_reference": r_ref, "p_reference": p_ref, "ci_reference": _ci(r_ref, n_ref, confidence),
+                    "r_reference": r_ref, "p_reference": p_ref, "ci_reference": fisher_z_interval(r_ref, n_ref, confidence),
                     "reference_where": iv.where(ref_label)}
             within = []
             for grp in groups:
@@ -280,7 +283,7 @@ def flag_evidence(
                 if key not in target_shift:  # the same for every measure with the same complete runs
                     target_shift[key] = ranker.shift("y", mask, ref_mask)
                 p_tshift, e_tshift = target_shift[key]
-                rec.update({"r_group": r_g, "p_group": p_g, "ci_group": _ci(r_g, n, confidence), "p_diff": p_diff,
+                rec.update({"r_group": r_g, "p_group": p_g, "ci_group": fisher_z_interval(r_g, n, confidence), "p_diff": p_diff,
                             "p_measure_shift": p_mshift, "measure_shift": e_mshift, "p_target_shift": p_tshift,
                             "target_shift": e_tshift})
                 records.append(rec)
@@ -292,7 +295,7 @@ def flag_evidence(
                 p_within = float(2 * stats.norm.sf(abs(zbar) / np.sqrt(FIELLER / weights.sum())))
                 records.append({**base, "kind": "simpson", "group": "(within groups)", "n_group": int(sum(n for n, _ in within)),
                                 "n_pooled": int(pool.sum()), "r_pooled": r_pool, "p_pooled": p_pool,
-                                "ci_pooled": _ci(r_pool, int(pool.sum()), confidence), "r_within": float(np.tanh(zbar)),
+                                "ci_pooled": fisher_z_interval(r_pool, int(pool.sum()), confidence), "r_within": float(np.tanh(zbar)),
                                 "p_within": p_within, "n_groups": len(within)})
     return records
 

@@ -37,6 +37,7 @@ import polars as pl
 from scipy import stats
 
 from analyze.stats._data import as_float, expected_sign, sign_word
+from analyze.stats.flags import fisher_z_interval
 from analyze.stats.interventions import Intervention
 from analyze.stats.multiple_testing import benjamini_hochberg
 
@@ -89,11 +90,8 @@ def _registry_entry(key: str) -> str | None:
 
 def kendall_ci(tau: float, n: int, confidence: float) -> tuple[float | None, float | None]:
     """tanh(artanh τ ± z_{(1+c)/2}·√(0.437/(n − 4))); None for n ≤ 4 or undefined τ."""
-    if n <= 4 or not np.isfinite(tau):
-        return None, None
-    z = float(np.arctanh(np.clip(tau, -0.999999, 0.999999)))
-    half = float(stats.norm.ppf(0.5 + confidence / 2) * np.sqrt(KENDALL_Z_VARIANCE / (n - 4)))
-    return float(np.tanh(z - half)), float(np.tanh(z + half))
+    lo, hi = fisher_z_interval(tau, n, confidence, KENDALL_Z_VARIANCE, offset=4)
+    return (None, None) if np.isnan(lo) else (lo, hi)
 
 
 def level_taus(x: np.ndarray, y: np.ndarray, levels: np.ndarray) -> list[dict]:
