@@ -135,3 +135,24 @@ def test_missing_store_and_unknown_experiment(tmp_path, logged):
 
 def test_parse_param():
     assert [parse_param(v) for v in ("True", "None", "3", "0.5", "sgd", "[1, 3]")] == [True, None, 3, 0.5, "sgd", "[1, 3]"]
+
+
+def test_sqlite_reader_gives_the_frame_mlflowclient_gives(logged, monkeypatch):
+    """The direct SQLite reader (``read_sqlite_store``, issue 14's fast path) and ``MlflowClient.search_runs``
+    produce the same ledger, row order, dtypes, NaN metrics and failed runs included."""
+    from analyze import ledger as ledger_module
+
+    client = MlflowClient(tracking_uri=logged)
+    run_id = load_ledger(tracking_uri=logged)["run_id"][0]
+    client.log_metric(run_id, "measure/nan_measure", float("nan"))  # stored as 0 with is_nan: must read back as NaN
+    client.log_metric(run_id, "measure/margin_mean", 123.0, step=5)  # a later step: the latest value wins
+    db = tracking.sqlite_path(logged)
+    assert ledger_module.read_sqlite_store(db, None) is not None  # the fast path is the one taken
+    fast = load_ledger(tracking_uri=logged)
+    monkeypatch.setattr(ledger_module, "read_sqlite_store", lambda db, experiment: None)
+    slow = load_ledger(tracking_uri=logged)
+    assert fast.columns == slow.columns and fast.schema == slow.schema
+    assert fast.equals(slow, null_equal=True)
+    row = fast.filter(pl.col("run_id") == run_id)
+    assert row["measure.margin_mean"][0] == 123.0 and row["measure.nan_measure"].is_nan()[0]
+    assert ledger_module.read_sqlite_store(db, "no-such-experiment") is None  # the client path names the known ones
