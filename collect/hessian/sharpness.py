@@ -137,6 +137,8 @@ def multistart_box_max(
     tol: float = 1e-3,
     hvp_batch: Callable[[torch.Tensor], torch.Tensor] | None = None,
     sketch_rank: int = SKETCH_RANK,
+    step: float = STEP,
+    patience: int = PATIENCE,
 ) -> BoxMax:
     """Batched multi-restart projected sign-gradient ascent, optionally polished by L-BFGS-B (module docstring).
 
@@ -147,6 +149,8 @@ def multistart_box_max(
         raise ValueError(f"restarts = {restarts} must be >= 1 and max_restarts = {max_restarts} >= restarts")
     if max_iter < 1 or polish_iter < 0 or not tol >= 0:
         raise ValueError(f"max_iter = {max_iter} must be >= 1, polish_iter = {polish_iter} >= 0, tol = {tol} >= 0")
+    if not 0 < step <= 2 or patience < 1:
+        raise ValueError(f"step = {step} must be in (0, 2] (units of r) and patience = {patience} >= 1")
     v0, g0 = values_and_grads(w.unsqueeze(0))
     loss0 = float(v0[0])
     g0 = g0[0] if basis is None else basis.T @ g0[0]
@@ -166,7 +170,7 @@ def multistart_box_max(
             y[0] = first
             n_sp = min(spectral.shape[0], k - 1)
             y[1 : 1 + n_sp] = spectral[:n_sp]
-        vals, ys, steps = _sign_ascent(values_and_grads, w, radius, basis, y, loss0, max_iter, tol)
+        vals, ys, steps = _sign_ascent(values_and_grads, w, radius, basis, y, loss0, max_iter, tol, step, patience)
         evals += k * (steps + 1)
         iters += steps
         before = best
@@ -185,7 +189,7 @@ def multistart_box_max(
         val, n, it = _lbfgsb(value_and_grad, w, radius, basis, best_y, polish_iter)
         best, evals, iters = max(best, val), evals + n, iters + it
     message = (
-        f"multistart sign-gradient ascent ({done} restarts, {min(spectral.shape[0], restarts - 1)} spectral starts, step {STEP}·r, "
+        f"multistart sign-gradient ascent ({done} restarts, {min(spectral.shape[0], restarts - 1)} spectral starts, step {step}·r, patience {patience}, "
         f"tol {tol}), L-BFGS-B polish: {polish_iter} iterations"
     )
     return BoxMax(
@@ -206,6 +210,8 @@ def keskar_sharpness(
     polish_iter: int = 0,
     tol: float = 1e-3,
     sketch_rank: int = SKETCH_RANK,
+    step: float = STEP,
+    patience: int = PATIENCE,
     generator: torch.Generator,
 ) -> BoxMax:
     """Keskar sharpness of ``loss`` at its current parameters (``.sharpness`` on the result).
@@ -231,7 +237,8 @@ def keskar_sharpness(
         res = multistart_box_max(
             loss.values_and_grads_batch, loss.value_and_grad, w, radius, generator=generator, basis=basis,
             restarts=restarts, max_restarts=max_restarts, max_iter=15 if max_iter is None else max_iter,
-            polish_iter=polish_iter, tol=tol, hvp_batch=loss.hvp_batch, sketch_rank=sketch_rank,
+            polish_iter=polish_iter, tol=tol, hvp_batch=loss.hvp_batch, sketch_rank=sketch_rank, step=step,
+            patience=patience,
         )
     else:
         res = maximize_in_box(
@@ -261,6 +268,8 @@ def _sign_ascent(
     loss0: float,
     max_iter: int,
     tol: float,
+    step: float = STEP,
+    patience: int = PATIENCE,
 ) -> tuple[torch.Tensor, torch.Tensor, int]:
     """Projected sign-gradient ascent of R restarts at once; (best loss per restart, its point, steps taken)."""
     k = y.shape[0]
@@ -276,10 +285,10 @@ def _sign_ascent(
         if t == max_iter:
             break
         stale = 0 if _gained(float(best.max()), top, loss0, tol) else stale + 1
-        if stale >= PATIENCE:
+        if stale >= patience:
             break
         g = g if basis is None else g @ basis
-        y = torch.clamp(y + STEP * radius * torch.sign(g), -radius, radius)
+        y = torch.clamp(y + step * radius * torch.sign(g), -radius, radius)
         steps += 1
     return best, best_y, steps
 

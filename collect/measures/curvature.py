@@ -31,6 +31,8 @@ from collect.hessian.per_sample import (
     piecewise_linear_reason,
 )
 from collect.hessian.sharpness import METHODS as SHARPNESS_METHODS
+from collect.hessian.sharpness import PATIENCE as SHARPNESS_PATIENCE
+from collect.hessian.sharpness import STEP as SHARPNESS_STEP
 from collect.hessian.sharpness import keskar_sharpness
 from collect.hessian.trace import Estimate, hutchinson_frobenius, hutchinson_trace, hutchpp_trace
 from collect.measures.context import MeasureContext, MeasureResult, MeasureSkipped
@@ -451,6 +453,8 @@ def sharpness(
     max_restarts: int = 36,
     polish_iter: int = 0,
     tol: float = 1e-3,
+    step: float = SHARPNESS_STEP,
+    patience: int = SHARPNESS_PATIENCE,
     n_samples: int | None = None,
     chunk_size: int = 2048,
 ) -> MeasureResult:
@@ -460,7 +464,8 @@ def sharpness(
 
     ``method``: "multistart" (default: batched restarts of sign-gradient ascent from spectral and random box
     corners, ``restarts`` a round, more rounds while a round raises the best by > ``tol`` relative, at most
-    ``max_restarts``, ``max_iter`` steps each (default 15), then ``polish_iter`` L-BFGS-B iterations (default 0); see
+    ``max_restarts``, ``max_iter`` steps each (default 15) of size ``step``·r (default 1.0; 0.5 before issue 14), a round ending after
+    ``patience`` steps without a gain (default 2; 5 before issue 14), then ``polish_iter`` L-BFGS-B iterations (default 0); see
     ``collect.hessian.sharpness``), "lbfgsb" (one L-BFGS-B run, ``max_iter`` default 20) or "pga". The value is a
     lower bound on the box maximum. Diagnostics: restarts, ascent iterations, loss evaluations, Hessian-vector
     products, whether the last restart still improved the best, and whether the round rule stopped the search.
@@ -473,6 +478,8 @@ def sharpness(
     _check(max_restarts >= restarts, name, "max_restarts", max_restarts, f"must be >= restarts = {restarts}")
     _check(polish_iter >= 0, name, "polish_iter", polish_iter, "must be >= 0 (0: no polish)")
     _check(tol >= 0, name, "tol", tol, "must be >= 0")
+    _check(0 < step <= 2, name, "step", step, "must be in (0, 2] (units of the box half-width r)")
+    _check(patience >= 1, name, "patience", patience, "must be >= 1")
     _check(chunk_size >= 1, name, "chunk_size", chunk_size, "must be >= 1")
     x, y = _points(ctx, n_samples, name, default=None)
     loss = ChunkedLoss(ctx.model, ctx.loss_fn, x, y, chunk_size=chunk_size)
@@ -482,7 +489,8 @@ def sharpness(
     )
     res = keskar_sharpness(
         loss, epsilon=epsilon, method=method, subspace_dim=subspace_dim, max_iter=max_iter, restarts=restarts,
-        max_restarts=max_restarts, polish_iter=polish_iter, tol=tol, generator=ctx.generator(107),
+        max_restarts=max_restarts, polish_iter=polish_iter, tol=tol, step=step, patience=patience,
+        generator=ctx.generator(107),
     )
     values = {
         "sharpness": res.sharpness,

@@ -22,8 +22,9 @@ E. Keskar sharpness (issue 12): the default batched multistart maximiser vs the 
    evaluations and the value each reaches (the maximisers return lower bounds; larger is better).
 F. Measuring vs training (issue 14): for ``--runs`` configurations of the ``quick`` sweep, the training time and,
    side by side in one process, old and new seconds of every measure in the sweep's list with the value each
-   returns; then the medians per run. "old" = the pre-issue-14 paths that still exist: sharpness by L-BFGS-B with
-   the quick sweep's former max_iter = 10, PAC-Bayes with one draw at a time and all 20 bisection steps.
+   returns; then the medians per measure and per run. "old" = the quick sweep's measures at the last landing
+   (commit 9119fb7): Hessian trace by Hutchinson (64-probe pilot, its SE printed), sharpness with sign-ascent
+   steps of 0.5·r and patience 5. (Before that: PAC-Bayes one draw per pass, sharpness by L-BFGS-B.)
 
 Runs with one torch thread unless ``--threads`` says otherwise. The machine may be shared: the load average is
 printed beside every number; compare only numbers from one run.
@@ -286,49 +287,38 @@ def quick_configs(runs: int) -> list[RunConfig]:
 
 def throughput(runs: int) -> None:
     print(f"\nF. quick sweep: training vs measuring per run, old vs new paths side by side ({load()})")
-    old_opts = {"sharpness": {"method": "lbfgsb", "max_iter": 10},
-                "pacbayes_flatness": {"rel_tol": 0.0}}
+    # "old": the quick sweep's measures as they were at the last landing (commit 9119fb7): the Hessian trace by
+    # Hutchinson (64-probe pilot) and sharpness with sign-ascent steps of 0.5·r and a patience of 5.
+    old_opts = {"hessian_trace": {"method": "hutchinson"}, "sharpness": {"step": 0.5, "patience": 5}}
     train_s, old_tot, new_tot = [], [], []
+    per_old: dict[str, list[float]] = {}
+    per_new: dict[str, list[float]] = {}
     for cfg in quick_configs(runs):
         ctx, seconds = trained_with_seconds(cfg)
         train_s.append(seconds)
         old_sum = new_sum = 0.0
         for spec in cfg.measures:
             t_new, v_new = timed(spec.name, ctx, **spec.options)
+            t_old, v_old = (timed(spec.name, ctx, **{**spec.options, **old_opts[spec.name]})
+                            if spec.name in old_opts else (t_new, v_new))
             new_sum += t_new
-            if spec.name in old_opts:
-                opts = {**{k: v for k, v in spec.options.items() if k != "max_iter"}, **old_opts[spec.name]}
-                if spec.name == "pacbayes_flatness":
-                    t_old, v_old = timed_unbatched_pacbayes(ctx, **opts)
-                else:
-                    t_old, v_old = timed(spec.name, ctx, **opts)
-            else:
-                t_old, v_old = t_new, v_new
             old_sum += t_old
+            per_new.setdefault(spec.name, []).append(t_new)
+            per_old.setdefault(spec.name, []).append(t_old)
             key = spec.name if spec.name in v_new else next(iter(v_new))
+            se = v_old.get(f"{key}_se")
+            note = f"  (old ± {se:.3g})" if se else ""
             print(f"  {spec.name:18s} old {t_old:6.3f} s  new {t_new:6.3f} s   {key}: old {v_old.get(key, float('nan')):.5g}"
-                  f"  new {v_new[key]:.5g}")
+                  f"  new {v_new[key]:.5g}{note}")
         old_tot.append(old_sum)
         new_tot.append(new_sum)
         print(f"  -> run: training {train_s[-1]:.2f} s, measures old {old_sum:.2f} s, new {new_sum:.2f} s  ({load()})")
+    print(f"  medians per measure over {len(train_s)} runs (old -> new, s): " + ", ".join(
+        f"{k} {np.median(per_old[k]):.3f} -> {np.median(per_new[k]):.3f}" for k in per_new))
     print(f"  medians per run over {len(train_s)} runs: training {np.median(train_s):.2f} s, measures old "
           f"{np.median(old_tot):.2f} s, new {np.median(new_tot):.2f} s; new/training = "
-          f"{np.median(new_tot) / np.median(train_s):.2f} (goal <= 1), old/new = {np.median(old_tot) / np.median(new_tot):.2f}x")
-
-
-def timed_unbatched_pacbayes(ctx: MeasureContext, **options) -> tuple[float, dict]:
-    """PAC-Bayes flatness with one draw per forward pass (the pre-issue-14 path), same draws and options."""
-    from collect.hessian.pacbayes import isotropic_std, largest_admissible_sigma, zero_one_error
-
-    t0 = time.perf_counter()
-    x, y = ctx.train_subset(options.get("n_samples"), salt=0)
-    error = ChunkedLoss(ctx.model, zero_one_error, x, y, chunk_size=options.get("chunk_size", 2048))
-    res = largest_admissible_sigma(
-        error, noise_std=isotropic_std, target=options.get("target_deviation", 0.1),
-        n_draws=options.get("n_draws", 10), n_iter=options.get("n_iter", 20), rel_tol=options.get("rel_tol", 0.01),
-        seed=ctx.seed * 7 + 1, draw_batch=None,
-    )
-    return time.perf_counter() - t0, {"pacbayes_flatness": res.flatness}
+          f"{np.median(new_tot) / np.median(train_s):.2f} (goal <= 1), old/new = {np.median(old_tot) / np.median(new_tot):.2f}x"
+          f"  ({load()})")
 
 
 def main() -> None:
