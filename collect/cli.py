@@ -54,7 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="re-runs of a configuration whose worker died or whose store write failed, before it is recorded FAILED (default 2)")
     p.add_argument("--stack", action="store_true",
                    help="train runs that share a shape (differing in seed, lr, weight decay, momentum, dropout, init scale) "
-                        "together as one stacked model in this process (collect.stacked); the others run as usual")
+                        "together as one stacked model in this process (collect.stacked), then measure and log them in --workers processes; "
+                        "the others run as usual")
     return p
 
 
@@ -120,7 +121,11 @@ def _main(args: argparse.Namespace, argv: list[str] | None) -> int:
         if args.stack:  # opt-in (issue 14): stackable runs train together, the rest go to `executor`
             from collect.stacked import stacked_executor
 
-            executor = stacked_executor(executor)
+            from collect.executors import usable_cores
+
+            # measuring and logging of stacked runs: in --workers local processes (with dask: in this process)
+            workers = (args.workers or usable_cores()) if args.executor == "local" else 1
+            executor = stacked_executor(executor, workers=workers, retries=args.retries)
         summary = run_sweep(
             runs,
             sweep=spec.name,

@@ -93,12 +93,14 @@ def close_attempts(client, target: SweepTarget, config_hash: str, status: str, r
     return closed
 
 
-def run_attempt(planned: PlannedRun, target: SweepTarget, retries: int, host_slots: Mapping[str, int] | None = None) -> RunOutcome:
+def run_attempt(planned: PlannedRun, target: SweepTarget, retries: int, host_slots: Mapping[str, int] | None = None,
+                stacked: Any = None) -> RunOutcome:
     """One attempt of one configuration, on a worker: close attempts a dead worker left RUNNING, then ``run_one``.
 
     The worker-death count lives in the store, so it also bounds re-runs that a Dask scheduler makes on its own
     when a worker dies (``distributed.scheduler.allowed-failures``). ``host_slots`` (Dask only): runs that can be in
-    flight on each host, to size torch's thread pool on this worker.
+    flight on each host, to size torch's thread pool on this worker. ``stacked``: the run's result of stacked
+    training (``collect.stacked.StackedRun``), which ``run_one`` then measures and logs instead of training.
     """
     client = tracking.ensure_store(target.tracking_uri)
     h = planned.config_hash
@@ -113,8 +115,13 @@ def run_attempt(planned: PlannedRun, target: SweepTarget, retries: int, host_slo
         return RunOutcome(h, died[-1].info.run_id, "FAILED", reason)
     if host_slots is not None:
         target = replace(target, torch_threads=_dask_worker_threads(host_slots))
+    train_fn = None
+    if stacked is not None:
+        from collect.stacked import replay_train
+
+        train_fn = replay_train(stacked)
     try:
-        return run_one(planned, target)
+        return run_one(planned, target, train_fn=train_fn)
     except Exception as exc:  # escaped run_one: the store failed around the run, not the configuration
         with contextlib.suppress(Exception):
             close_attempts(client, target, h, "FAILED", f"{type(exc).__name__}: {exc}", "error")
@@ -288,10 +295,13 @@ class _InlinePool:
 
     max_in_flight = 1
 
+    def __init__(self, stacked: Mapping[str, Any] | None = None):
+        self.stacked = dict(stacked or {})  # config hash -> StackedRun to measure and log instead of training
+
     def submit(self, planned: PlannedRun, target: SweepTarget, retries: int, attempt: int) -> Future:
         future: Future = Future()
         try:
-            future.set_result(run_attempt(planned, target, retries))
+            future.set_result(run_attempt(planned, target, retries, None, self.stacked.get(planned.config_hash)))
         except Exception as exc:  # Ctrl-C propagates: run_one has already marked its run KILLED
             future.set_exception(exc)
         return future
@@ -311,8 +321,9 @@ class _ProcessPool:
     means a death never costs a try to a configuration that had not started.
     """
 
-    def __init__(self, workers: int):
+    def __init__(self, workers: int, stacked: Mapping[str, Any] | None = None):
         self.workers = self.max_in_flight = workers
+        self.stacked = dict(stacked or {})  # config hash -> StackedRun to measure and log instead of training
         self._pool: ProcessPoolExecutor | None = None
 
     def _open(self) -> ProcessPoolExecutor:
@@ -322,12 +333,13 @@ class _ProcessPool:
         return self._pool
 
     def submit(self, planned: PlannedRun, target: SweepTarget, retries: int, attempt: int) -> Future:
+        stacked = self.stacked.get(planned.config_hash)
         try:
-            return self._open().submit(run_attempt, planned, target, retries)
+            return self._open().submit(run_attempt, planned, target, retries, None, stacked)
         except BrokenProcessPool:  # a worker died earlier: start a fresh pool
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = None
-            return self._open().submit(run_attempt, planned, target, retries)
+            return self._open().submit(run_attempt, planned, target, retries, None, stacked)
 
     def abort(self, futures: Sequence[Any]) -> bool:
         if self._pool is None:

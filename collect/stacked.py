@@ -408,12 +408,37 @@ def replay_train(result: StackedRun) -> Callable:
     return train_fn
 
 
-def stacked_executor(inner: Callable) -> Callable:
-    """An executor (``collect.runner.Executor``) that trains stackable runs together in this process, then
-    measures and logs each with ``run_one``; the other runs go to ``inner`` (one at a time), with a message."""
+def spread(stacks: list[list[PlannedRun]], workers: int, min_size: int = 4) -> list[list[PlannedRun]]:
+    """Split the largest stacks in halves until there are at least ``workers`` of them (none smaller than
+    ``min_size`` // 2), so that ``workers`` processes can train stacks at the same time."""
+    out = [list(s) for s in stacks]
+    while len(out) < workers:
+        largest = max(range(len(out)), key=lambda i: len(out[i]), default=None)
+        if largest is None or len(out[largest]) < min_size:
+            break
+        big = out.pop(largest)
+        out += [big[: len(big) // 2], big[len(big) // 2 :]]
+    return out
+
+
+def stacked_executor(inner: Callable, workers: int = 1, retries: int | None = None) -> Callable:
+    """An executor (``collect.runner.Executor``) that trains stackable runs together, then measures and logs each
+    with ``run_one``; the other runs go to ``inner`` (one at a time), with a message.
+
+    With ``workers`` > 1 on the CPU, stacks are spread over the workers (``spread``) and handled in waves of
+    ``workers`` stacks: each stack trains in a worker process (``collect.executors`` pools: fork server, a worker
+    exits with the driver), the trained weights come back here, and the runs of the wave are measured and logged in
+    the same ``workers`` processes with the pools' retry rules. With 1 worker, or on a GPU this process holds,
+    everything runs in this process.
+    """
+    from collect.executors import DEFAULT_RETRIES, _InlinePool, _ProcessPool, drive
+
+    tries = DEFAULT_RETRIES if retries is None else retries
 
     def execute(runs: Sequence[PlannedRun], target) -> Iterator:
-        from collect.runner import resolve_device, run_one
+        from dataclasses import replace
+
+        from collect.runner import resolve_device
 
         stacks, alone, notes = plan_stacks(runs)
         for note in notes:
@@ -423,9 +448,26 @@ def stacked_executor(inner: Callable) -> Callable:
         device = resolve_device(target.device)
         if target.torch_threads:  # as run_one does: more torch threads than free cores stalls every kernel
             torch.set_num_threads(target.torch_threads)
-        for members in stacks:
-            results = train_stack([p.config for p in members], device, progress=target.progress)
-            for planned, result in zip(members, results):
-                yield run_one(planned, target, train_fn=replay_train(result))
+        if workers <= 1 or device.type != "cpu":
+            for members in stacks:
+                results = train_stack([p.config for p in members], device, progress=target.progress)
+                done = {p.config_hash: r for p, r in zip(members, results)}
+                yield from drive(members, target, _InlinePool(stacked=done), tries)
+            return
+        stacks = spread(stacks, workers)
+        quiet = replace(target, progress=False)
+        for start in range(0, len(stacks), workers):
+            wave = stacks[start : start + workers]
+            pool = _ProcessPool(workers)
+            trained = [pool._open().submit(train_stack_in_worker, [p.config for p in m], target.torch_threads) for m in wave]
+            pool.stacked = {p.config_hash: r for m, f in zip(wave, trained) for p, r in zip(m, f.result())}
+            yield from drive([p for m in wave for p in m], quiet, pool, tries)
 
     return execute
+
+
+def train_stack_in_worker(configs: Sequence[RunConfig], threads: int | None) -> list[StackedRun]:
+    """``train_stack`` on the CPU of a pool worker, with the torch threads a run gets there."""
+    if threads:
+        torch.set_num_threads(threads)
+    return train_stack(configs, torch.device("cpu"))

@@ -3,8 +3,10 @@ time in ``--workers 2`` processes, on 32 runs that share a shape, side by side i
 
 The 32 runs are the quick sweep's model and data (MNIST 1,000/1,000, fcn 2 x 128, batch 32, SGD, up to 15 epochs to
 100 % train accuracy + 2 epochs) with learning rate {0.02, 0.05} x weight decay {0, 5e-4} x dropout {0, 0.5} x
-4 seeds. Measures: margins and norms only (cheap), so that training dominates; ``--measures quick`` adds the quick
-sweep's full measure list to show where the time then goes. Prints wall time, runs/hour and their ratio, and the
+4 seeds (``--dataset mnist1d --width 32``: the ``study`` sweep's shape, 40 inputs). Measures: margins and norms
+only (cheap), so that training dominates; ``--measures quick`` adds the quick sweep's full measure list to show
+where the time then goes. The stacked path trains the stack in the driver process and measures and logs its runs
+in 2 worker processes (``--stack --workers 2``). Prints wall time, runs/hour and their ratio, and the
 per-run medians the store records (train.seconds and the measures' time.* values), i.e. what limits the speed-up.
 
 Run by hand from the repository root: ``python tests/benchmarks/bench_stacked.py`` (``--runs 8`` for a quick check;
@@ -26,14 +28,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 CHEAP = '["margins", "norms"]'
-QUICK = """[
-    "margins", "normalized_margin", "norms",
-    { name = "hessian_trace", options = { n_samples = 500, rel_se = 0.05, max_probes = 100 } },
-    { name = "lambda_max", options = { n_samples = 500, tol = 1e-3 } },
-    { name = "per_sample_trace", options = { n_points = 200 } },
-    { name = "sharpness", options = { epsilon = 1e-3, n_samples = 500, max_iter = 10 } },
-    { name = "pacbayes_flatness", options = { n_samples = 500 } },
-]"""
+def quick_measures() -> str:
+    """The quick sweep's measure list, as its spec writes it (collect/sweeps/quick.toml)."""
+    text = (ROOT / "collect" / "sweeps" / "quick.toml").read_text()
+    start = text.index("measures = [") + len("measures = ")
+    return text[start : text.index("]\n", start) + 1]
 
 
 def spec(n_seeds: int, measures: str, dataset: str = "mnist", width: int = 128) -> str:
@@ -90,7 +89,7 @@ def medians(uri: str) -> dict[str, float]:
     client = MlflowClient(tracking_uri=uri)
     exp = client.get_experiment_by_name("bench-stacked")
     kids = [r for r in tracking.child_runs(client, exp.experiment_id) if r.info.status == "FINISHED"]
-    keys = sorted({k for r in kids for k in r.data.metrics if k == "train.seconds" or k.startswith("time.")})
+    keys = sorted({k for r in kids for k in r.data.metrics if k == "train/seconds" or k.startswith("time/")})
     out = {k: statistics.median(r.data.metrics[k] for r in kids if k in r.data.metrics) for k in keys}
     out["runs"] = len(kids)
     return out
@@ -150,13 +149,13 @@ def main() -> None:
     print(f"load average at start: {' '.join(f'{x:.1f}' for x in os.getloadavg())} on {os.cpu_count()} cores")
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "bench.toml"
-        path.write_text(spec(args.runs // 8, CHEAP if args.measures == "cheap" else QUICK, args.dataset, args.width))
+        path.write_text(spec(args.runs // 8, CHEAP if args.measures == "cheap" else quick_measures(), args.dataset, args.width))
         common = ["--config", str(path), "--device", args.device]
         uris = {"one at a time": f"sqlite:///{tmp}/a.db", "stacked": f"sqlite:///{tmp}/b.db"}
         print(f"{args.runs} runs of one shape, measures: {args.measures}")
         timed = {
             "one at a time": run("one at a time (--workers 2)", [*common, "--workers", "2"], uris["one at a time"]),
-            "stacked": run("stacked (--stack)", [*common, "--stack"], uris["stacked"]),
+            "stacked": run("stacked (--stack --workers 2)", [*common, "--stack", "--workers", "2"], uris["stacked"]),
         }
         wall = {k: v[0] for k, v in timed.items()}
         cpu = {k: v[1] for k, v in timed.items()}
@@ -168,7 +167,7 @@ def main() -> None:
     print("  per-run medians (s)      " + "  ".join(f"{k:>14s}" for k in wall))
     for key in sorted(set(stats["stacked"]) - {"runs"}):
         print(f"    {key:<22s} " + "  ".join(f"{stats[k].get(key, float('nan')):14.3f}" for k in wall))
-    print("  (stacked train.seconds is the stack's training wall time divided by its runs)")
+    print("  (stacked train/seconds is the stack's training wall time divided by its runs)")
     train_only(args.runs // 8, 3, args.dataset, args.width)
     print(f"load average at end: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
 

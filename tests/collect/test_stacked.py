@@ -146,3 +146,26 @@ def test_study_sweep_has_the_promised_size_and_stacks_by_cell() -> None:
     stacks, alone, _ = plan_stacks(full[:243])  # the first 243: one (depth, width) pair, 3 batch sizes
     assert not alone and [len(s) for s in stacks] == [64, 17] * 3  # 81 runs per cell, split at max_stack = 64
     assert len(expand(spec, "smoke")) <= 8
+
+
+def test_stacked_runs_are_measured_in_worker_processes(mlflow_uri, tmp_path) -> None:
+    """``--stack --workers 2``: the stack trains here, its runs are measured and logged in two worker processes
+    (``collect.executors._ProcessPool`` with the stacked results), and each child run holds what measuring in this
+    process gives (same weights handed over, same seeded measures; rel 1e-6 allows another thread count)."""
+    from mlflow import MlflowClient
+
+    from collect.runner import sequential_executor
+
+    runs = _planned({**TINY, "seeds": [0], "grid": {"model.dropout": [0.0, 0.3]}, "zip": []})
+    values = {}
+    for workers, uri in ((1, mlflow_uri), (2, f"sqlite:///{tmp_path}/pool.db")):
+        summary = run_sweep(runs, sweep="tiny-stack", tracking_uri=uri, device="cpu", progress=False,
+                            executor=stacked_executor(sequential_executor, workers=workers))
+        assert summary.finished == 2
+        client = MlflowClient(tracking_uri=uri)
+        kids = tracking.child_runs(client, client.get_experiment_by_name("tiny-stack").experiment_id)
+        values[workers] = {k.data.tags["config_hash"]: k.data.metrics for k in kids}
+    assert values[1].keys() == values[2].keys()
+    for h, metrics in values[1].items():
+        for key in ("measure/margin_mean", "gen/test_acc", "train/steps"):
+            assert values[2][h][key] == pytest.approx(metrics[key], rel=1e-6), (h, key)
