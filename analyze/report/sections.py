@@ -39,7 +39,7 @@ MAX_CDF_MEASURES = 6  # sign-error CDF lines per axis
 MAX_MATRIX = 10  # measures (rows and controls) in the partial-correlation matrix drawn
 INFO_FLAGS = ("too_small",)  # flags that say a relationship was not tested, not that it breaks
 MAX_CURVE_RUNS = 60  # training curves drawn per chart (a seeded sample beyond that)
-MAX_CURVE_POINTS = 20_000  # curve points drawn; longer curves keep every k-th evaluation
+MAX_CURVE_POINTS = 5_000  # curve points drawn; longer curves keep every k-th evaluation (1.5 MB of page at 11,000)
 CURVE_BOOKKEEPING = ("epoch", "swa")  # logged with the curves, but counters rather than quantities to plot
 CANVAS_ABOVE = 6000  # marks beyond which a chart draws on canvas instead of SVG
 # Bookkeeping outputs of measures (standard errors, iteration counts, convergence flags) are not panels.
@@ -576,6 +576,9 @@ def curves(inp: Inputs, page: Page) -> str:
     metrics = c["metric"].unique(maintain_order=True).to_list()
     loss_first = sorted(metrics, key=lambda m: (0 if "loss" in m else 1 if "acc" in m else 2, m))
     c = c.with_columns(pl.col("metric").replace_strict({m: i for i, m in enumerate(loss_first)}, return_dtype=pl.Int64).alias("_o")).sort(["_o", "run_id", "step"])
+    short = pl.col("run_id").str.slice(0, 8)  # one line per run needs only a unique key: 8 hex digits, if unique
+    if c.select(short.n_unique()).item() == c.select(pl.col("run_id").n_unique()).item():
+        c = c.with_columns(short.alias("run_id"))
     data = records(c.select("run_id", "metric", pl.col("step").cast(pl.Float64), pl.col("value").cast(pl.Float64), *(["group"] if "group" in c.columns else [])))
     spec = charts.lines(
         data, x="step", y="value", x_title="training step (optimizer updates)", y_title="value",

@@ -156,3 +156,34 @@ def test_sqlite_reader_gives_the_frame_mlflowclient_gives(logged, monkeypatch):
     row = fast.filter(pl.col("run_id") == run_id)
     assert row["measure.margin_mean"][0] == 123.0 and row["measure.nan_measure"].is_nan()[0]
     assert ledger_module.read_sqlite_store(db, "no-such-experiment") is None  # the client path names the known ones
+
+
+def test_per_sample_artifacts_read_in_place_equal_the_downloaded_ones(logged, monkeypatch):
+    """Issue 14: a SQLite store's local artifacts are read where they lie; the frames equal MlflowClient's downloads,
+    and runs without the artifact (the FAILED one) are left out either way."""
+    from analyze import ledger as ledger_module
+
+    ledger = load_ledger(tracking_uri=logged)
+    fast = ledger_module.load_per_sample(ledger, "margins", tracking_uri=logged)
+    assert len(ledger_module._local_artifact_dirs(tracking.sqlite_path(logged), ledger["run_id"].to_list())) == 3
+    monkeypatch.setattr(ledger_module, "_local_artifact_dirs", lambda db, run_ids: {})
+    slow = ledger_module.load_per_sample(ledger, "margins", tracking_uri=logged)
+    assert set(fast) == set(slow) == set(finished(ledger)["run_id"])
+    for run_id, frame in fast.items():
+        assert frame.equals(slow[run_id])
+
+
+def test_curves_read_from_sqlite_equal_the_metric_histories(logged, monkeypatch):
+    """Issue 14: ``curves`` on a SQLite store reads the metrics table in one query; same rows as
+    ``MlflowClient.get_metric_history`` per run and metric, with a key filter too."""
+    from analyze import ledger as ledger_module
+
+    ids = finished(load_ledger(tracking_uri=logged))["run_id"].to_list()
+    fast_all = curves(ids, tracking_uri=logged)
+    fast_one = curves(ids, tracking_uri=logged, keys=["train_loss"])
+    monkeypatch.setattr(ledger_module, "_sqlite_curves", lambda db, run_ids, keys: None)
+    slow_all = curves(ids, tracking_uri=logged)
+    slow_one = curves(ids, tracking_uri=logged, keys=["train_loss"])
+    assert len(fast_all) > len(fast_one) > 0
+    key = ["run_id", "metric", "step", "value"]
+    assert fast_all.sort(key).equals(slow_all.sort(key)) and fast_one.sort(key).equals(slow_one.sort(key))

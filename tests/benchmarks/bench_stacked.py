@@ -9,6 +9,10 @@ where the time then goes. The stacked path trains the stack in the driver proces
 in 2 worker processes (``--stack --workers 2``). Prints wall time, runs/hour and their ratio, and the
 per-run medians the store records (train.seconds and the measures' time.* values), i.e. what limits the speed-up.
 
+``--study``: the first 32 runs of ``python -m collect --sweep study --scale small`` instead (MNIST-1D, MLP 1 × 64,
+SGD momentum 0.9 to train cross-entropy 0.01 or 100 epochs; lr 0.01, batch 32 and 64, dropout × weight decay × 2
+seeds: two stacks), with the study's measures — runs long enough that training, which stacking speeds up, weighs.
+
 Run by hand from the repository root: ``python tests/benchmarks/bench_stacked.py`` (``--runs 8`` for a quick check;
 ``--device cuda`` on a GPU machine).
 """
@@ -141,6 +145,9 @@ def main() -> None:
     parser.add_argument("--train-only", action="store_true", help="only the in-process training comparison")
     parser.add_argument("--dataset", default="mnist", help="mnist (784 inputs) or mnist1d (40 inputs)")
     parser.add_argument("--width", type=int, default=128)
+    parser.add_argument("--study", action="store_true",
+                        help="the first 32 runs of the study sweep's 'small' scale instead (MNIST-1D MLPs trained to "
+                             "cross-entropy 0.01 or 100 epochs; two shapes of 18 and 14 runs), with its measures")
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
     if args.train_only:
@@ -151,8 +158,12 @@ def main() -> None:
         path = Path(tmp) / "bench.toml"
         path.write_text(spec(args.runs // 8, CHEAP if args.measures == "cheap" else quick_measures(), args.dataset, args.width))
         common = ["--config", str(path), "--device", args.device]
+        if args.study:
+            common = ["--sweep", "study", "--scale", "small", "--max-runs", str(args.runs), "--experiment", "bench-stacked",
+                      "--device", args.device]
         uris = {"one at a time": f"sqlite:///{tmp}/a.db", "stacked": f"sqlite:///{tmp}/b.db"}
-        print(f"{args.runs} runs of one shape, measures: {args.measures}")
+        print(f"first {args.runs} runs of the study sweep (scale small), its measures" if args.study
+              else f"{args.runs} runs of one shape, measures: {args.measures}")
         timed = {
             "one at a time": run("one at a time (--workers 2)", [*common, "--workers", "2"], uris["one at a time"]),
             "stacked": run("stacked (--stack --workers 2)", [*common, "--stack", "--workers", "2"], uris["stacked"]),
@@ -168,7 +179,8 @@ def main() -> None:
     for key in sorted(set(stats["stacked"]) - {"runs"}):
         print(f"    {key:<22s} " + "  ".join(f"{stats[k].get(key, float('nan')):14.3f}" for k in wall))
     print("  (stacked train/seconds is the stack's training wall time divided by its runs)")
-    train_only(args.runs // 8, 3, args.dataset, args.width)
+    if not args.study:
+        train_only(args.runs // 8, 3, args.dataset, args.width)
     print(f"load average at end: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
 
 

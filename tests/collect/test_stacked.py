@@ -169,3 +169,14 @@ def test_stacked_runs_are_measured_in_worker_processes(mlflow_uri, tmp_path) -> 
     for h, metrics in values[1].items():
         for key in ("measure/margin_mean", "gen/test_acc", "train/steps"):
             assert values[2][h][key] == pytest.approx(metrics[key], rel=1e-6), (h, key)
+
+
+def test_spread_splits_the_largest_stacks_until_every_worker_has_one() -> None:
+    from collect.stacked import spread
+
+    runs = _planned({**TINY, "seeds": [0, 1, 2, 3], "grid": {"model.dropout": [0.0, 0.3]}, "zip": []})
+    assert len(runs) == 8
+    assert [len(s) for s in spread([runs], 2)] == [4, 4]
+    assert sorted(len(s) for s in spread([runs, runs[:2]], 3)) == [2, 4, 4]
+    assert [len(s) for s in spread([runs[:3]], 2)] == [3]  # below 4 runs a stack stays whole
+    assert sorted(p.config_hash for s in spread([runs], 4) for p in s) == sorted(p.config_hash for p in runs)

@@ -219,7 +219,7 @@ def test_long_curves_are_thinned_and_counters_dropped(small_ledger: pl.DataFrame
     html = render(small_ledger, {"curves": curves}, meta_for(small_ledger), sections=["curves"])
     rows = specs_by_label(html)["training curves"]["datasets"]["lines"]
     assert {r["metric"] for r in rows} == {"train loss (nats)", "test accuracy (fraction)"}  # epoch is a counter
-    assert len(rows) <= 20_000
+    assert len(rows) <= 5_000 + 2 * 50  # MAX_CURVE_POINTS, plus each curve's last point
     last = {(r["run_id"], r["metric"]): r["step"] for r in rows}
-    assert set(last.values()) == {998.0}  # every curve keeps its last evaluation
-    assert "One evaluation in 3 (and the last)" in html
+    assert set(last.values()) == {998.0} and len(last) == 2 * 50  # every curve keeps its last evaluation
+    assert "One evaluation in 10 (and the last)" in html
