@@ -168,10 +168,21 @@ def select_runs(ledger: pl.DataFrame, where: Sequence[str]) -> pl.DataFrame:
             raise StatsError(f"--where {item!r}: write COLUMN=VALUE, e.g. --where hp.optimizer=adam")
         if column not in ledger.columns:
             raise StatsError(f"--where {item!r}: the ledger has no column {column!r}")
-        ledger = ledger.filter(pl.col(column).cast(pl.Utf8) == value)
+        ledger = ledger.filter(_equals(ledger, column, value))
         if ledger.height == 0:
             raise StatsError(f"--where {item!r}: no run has {column} = {value}")
     return ledger
+
+
+def _equals(ledger: pl.DataFrame, column: str, value: str) -> pl.Expr:
+    """``column == value``: numerically for a numeric column when the value is a number (so 1 matches 1.0, as a
+    float metric such as train.converged stores it), else as text."""
+    if ledger.schema[column].is_numeric():
+        try:
+            return pl.col(column) == float(value)
+        except ValueError:
+            pass
+    return pl.col(column).cast(pl.Utf8) == value
 
 
 def _check_args(args: argparse.Namespace) -> None:

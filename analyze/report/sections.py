@@ -178,6 +178,7 @@ def header(inp: Inputs, page: Page) -> str:
             f"(start it with <code>mlflow ui --backend-store-uri {escape(store)}</code>).</p>"
         )
     notes = "".join(f"<li>{escape(n)}</li>" for n in meta.get("notes") or [])
+    warned = "".join(f"<li>{escape(w)}</li>" for w in meta.get("warnings") or [])
     return (
         f"<h1>flatlas report: {escape(meta.get('experiment') or '(unnamed ledger)')}</h1>"
         f"<p><b>{ledger.height} runs</b>: {', '.join(parts)}. Statistics use the finished runs only.</p>"
@@ -188,6 +189,7 @@ def header(inp: Inputs, page: Page) -> str:
         + (f" · {', '.join(settings)}" if settings else "")
         + "</p>"
         + links
+        + (f"<p class='flag'><b>Read this before the verdict:</b></p><ul class='flag'>{warned}</ul>" if warned else "")
         + (f"<p>Notes from the statistics:</p><ul class='note'>{notes}</ul>" if notes else "")
     )
 

@@ -121,11 +121,17 @@ def test_where_selects_runs_and_names_bad_columns(tmp_path, capsys):
 
     path = tmp_path / "ledger.csv"
     pl.DataFrame(
-        {"hp.optimizer": ["sgd"] * 6 + ["adam"] * 6, "measure.m": list(range(12)), "gen.gap_acc": [float(i % 5) for i in range(12)]}
+        {"hp.optimizer": ["sgd"] * 6 + ["adam"] * 6, "measure.m": list(range(12)), "gen.gap_acc": [float(i % 5) for i in range(12)],
+         "train.converged": [1.0, 0.0] * 6}
     ).write_csv(path)
     out = tmp_path / "rank.json"
     assert main(["rank", "--ledger", str(path), "--where", "hp.optimizer=adam", "--resamples", "0", "--format", "json", "--out", str(out)]) == 0
     doc = _json.loads(out.read_text())
     assert doc["rows"][0]["n"] == 6
+    # a float metric matches the number however it is written (train.converged is stored as 1.0)
+    for value in ("1", "1.0"):
+        assert main(["rank", "--ledger", str(path), "--where", f"train.converged={value}", "--resamples", "0", "--format",
+                     "json", "--out", str(out)]) == 0
+        assert _json.loads(out.read_text())["rows"][0]["n"] == 6
     assert main(["rank", "--ledger", str(path), "--where", "hp.nope=1"]) == 2
     assert "no column 'hp.nope'" in capsys.readouterr().err

@@ -187,3 +187,15 @@ def test_curves_read_from_sqlite_equal_the_metric_histories(logged, monkeypatch)
     assert len(fast_all) > len(fast_one) > 0
     key = ["run_id", "metric", "step", "value"]
     assert fast_all.sort(key).equals(slow_all.sort(key)) and fast_one.sort(key).equals(slow_one.sort(key))
+
+
+def test_prepare_warns_when_only_some_runs_reached_their_target():
+    from analyze.ledger import prepare
+
+    base = {"run_id": [f"r{i}" for i in range(6)], "status": ["FINISHED"] * 5 + ["FAILED"],
+            "measure.m": [1.0, 2.0, 3.0, 4.0, 5.0, None], "gen.gap_acc": [0.1, 0.2, 0.3, 0.4, 0.5, None]}
+    mixed = prepare(pl.DataFrame({**base, "train.converged": [1.0, 0.0, 0.0, 1.0, 0.0, 0.0]}), target="gen.gap_acc")
+    assert len(mixed.warnings) == 1 and mixed.warnings[0].startswith("3 of 5 finished runs stopped before")
+    assert "--where train.converged=1" in mixed.warnings[0]
+    for values in ([1.0] * 6, [0.0] * 6):  # all reached it, or no target to reach: nothing to say
+        assert prepare(pl.DataFrame({**base, "train.converged": values}), target="gen.gap_acc").warnings == ()

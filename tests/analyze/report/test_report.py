@@ -223,3 +223,13 @@ def test_long_curves_are_thinned_and_counters_dropped(small_ledger: pl.DataFrame
     last = {(r["run_id"], r["metric"]): r["step"] for r in rows}
     assert set(last.values()) == {998.0} and len(last) == 2 * 50  # every curve keeps its last evaluation
     assert "One evaluation in 10 (and the last)" in html
+
+
+def test_ledger_warnings_head_the_report(small_ledger: pl.DataFrame) -> None:
+    """What ``analyze.ledger.prepare`` warns about (repeated configurations, runs stopped before their target) is
+    printed above the verdict, escaped, not only on stderr."""
+    html = render(small_ledger, {}, meta_for(small_ledger, warnings=["12 of 20 runs stopped <before> their target"]),
+                  sections=["verdict"])
+    head = html[: html.find("<h2")]
+    assert "Read this before the verdict" in head and "12 of 20 runs stopped &lt;before&gt; their target" in head
+    assert "Read this before the verdict" not in render(small_ledger, {}, meta_for(small_ledger), sections=["verdict"])
