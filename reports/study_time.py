@@ -4,7 +4,8 @@
 
 A run's wall time is its MLflow child run's end_time − start_time; ``train.seconds`` and each ``time.<measure>``
 come from the ledger; the rest is wall − training − Σ measures (data loading, model set-up, evaluation curves,
-MLflow writes). Prints medians and totals (CPU-process seconds summed over runs: with 2 workers the sweep's wall
+MLflow writes). With ``--stack`` a child run is created after its stack trained, so its wall time covers measuring
+and logging only and "rest" comes out negative; compare the training and measure rows there. Prints medians and totals (CPU-process seconds summed over runs: with 2 workers the sweep's wall
 time is about half the total) and the store's size on disk.
 """
 
