@@ -115,13 +115,12 @@ def run_attempt(planned: PlannedRun, target: SweepTarget, retries: int, host_slo
         return RunOutcome(h, died[-1].info.run_id, "FAILED", reason)
     if host_slots is not None:
         target = replace(target, torch_threads=_dask_worker_threads(host_slots))
-    train_fn = None
-    if stacked is not None:
+    try:
+        if stacked is None:
+            return run_one(planned, target)
         from collect.stacked import replay_train
 
-        train_fn = replay_train(stacked)
-    try:
-        return run_one(planned, target, train_fn=train_fn)
+        return run_one(planned, target, train_fn=replay_train(stacked))
     except Exception as exc:  # escaped run_one: the store failed around the run, not the configuration
         with contextlib.suppress(Exception):
             close_attempts(client, target, h, "FAILED", f"{type(exc).__name__}: {exc}", "error")

@@ -165,8 +165,8 @@ def test_per_sample_artifacts_read_in_place_equal_the_downloaded_ones(logged, mo
 
     ledger = load_ledger(tracking_uri=logged)
     fast = ledger_module.load_per_sample(ledger, "margins", tracking_uri=logged)
-    assert len(ledger_module._local_artifact_dirs(tracking.sqlite_path(logged), ledger["run_id"].to_list())) == 3
-    monkeypatch.setattr(ledger_module, "_local_artifact_dirs", lambda db, run_ids: {})
+    assert len(ledger_module.local_artifact_dirs(tracking.sqlite_path(logged), ledger["run_id"].to_list())) == 3
+    monkeypatch.setattr(ledger_module, "local_artifact_dirs", lambda db, run_ids: {})
     slow = ledger_module.load_per_sample(ledger, "margins", tracking_uri=logged)
     assert set(fast) == set(slow) == set(finished(ledger)["run_id"])
     for run_id, frame in fast.items():
@@ -181,7 +181,7 @@ def test_curves_read_from_sqlite_equal_the_metric_histories(logged, monkeypatch)
     ids = finished(load_ledger(tracking_uri=logged))["run_id"].to_list()
     fast_all = curves(ids, tracking_uri=logged)
     fast_one = curves(ids, tracking_uri=logged, keys=["train_loss"])
-    monkeypatch.setattr(ledger_module, "_sqlite_curves", lambda db, run_ids, keys: None)
+    monkeypatch.setattr(ledger_module, "read_curves", lambda db, run_ids, keys: None)
     slow_all = curves(ids, tracking_uri=logged)
     slow_one = curves(ids, tracking_uri=logged, keys=["train_loss"])
     assert len(fast_all) > len(fast_one) > 0
