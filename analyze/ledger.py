@@ -349,7 +349,8 @@ def _warn_mixed_convergence(done: pl.DataFrame, warnings: list[str]) -> None:
         warnings.append(
             f"{done.height - reached} of {done.height} finished runs stopped before their stopping target "
             f"(train.converged = 0: an epoch or step cap ended them) and {reached} reached it; how far training got "
-            f"moves the gap by itself, so add --where train.converged=1 to compare runs at one target (Jiang et al. 2020)"
+            f"moves the gap by itself: compare runs at one target (Jiang et al. 2020) with --where train.converged=1, or "
+            f"raise the spec's epoch or step cap so that more runs reach it"
         )
 
 
