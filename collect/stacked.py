@@ -450,8 +450,7 @@ def stacked_executor(inner: Callable, workers: int = 1, retries: int | None = No
             torch.set_num_threads(target.torch_threads)
         if workers <= 1 or device.type != "cpu":
             for members in stacks:
-                results = train_stack([p.config for p in members], device, progress=target.progress)
-                done = {p.config_hash: r for p, r in zip(members, results)}
+                done = _trained(members, lambda m=members: train_stack([p.config for p in m], device, progress=target.progress))
                 yield from drive(members, target, _InlinePool(stacked=done), tries)
             return
         stacks = spread(stacks, workers)
@@ -460,10 +459,23 @@ def stacked_executor(inner: Callable, workers: int = 1, retries: int | None = No
             wave = stacks[start : start + workers]
             pool = _ProcessPool(workers)
             trained = [pool._open().submit(train_stack_in_worker, [p.config for p in m], target.torch_threads) for m in wave]
-            pool.stacked = {p.config_hash: r for m, f in zip(wave, trained) for p, r in zip(m, f.result())}
+            pool.stacked = {}
+            for members, future in zip(wave, trained):
+                pool.stacked.update(_trained(members, future.result))
             yield from drive([p for m in wave for p in m], quiet, pool, tries)
 
     return execute
+
+
+def _trained(members: Sequence[PlannedRun], result: Callable[[], list[StackedRun]]) -> dict[str, StackedRun]:
+    """Config hash -> stacked result; when training the stack raised (or its worker died), an empty mapping and a
+    message: its runs are then trained one at a time by the pool (``run_one``), so a failed stack loses no run."""
+    try:
+        return {p.config_hash: r for p, r in zip(members, result())}
+    except Exception as exc:  # noqa: BLE001 - any failure of the stack falls back to one-at-a-time training
+        print(f"--stack: training a stack of {len(members)} runs failed ({type(exc).__name__}: {exc}); "
+              "training them one at a time instead", file=sys.stderr)
+        return {}
 
 
 def train_stack_in_worker(configs: Sequence[RunConfig], threads: int | None) -> list[StackedRun]:

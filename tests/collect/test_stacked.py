@@ -180,3 +180,19 @@ def test_spread_splits_the_largest_stacks_until_every_worker_has_one() -> None:
     assert sorted(len(s) for s in spread([runs, runs[:2]], 3)) == [2, 4, 4]
     assert [len(s) for s in spread([runs[:3]], 2)] == [3]  # below 4 runs a stack stays whole
     assert sorted(p.config_hash for s in spread([runs], 4) for p in s) == sorted(p.config_hash for p in runs)
+
+
+def test_a_stack_that_fails_to_train_falls_back_to_one_at_a_time(mlflow_uri, monkeypatch, capsys) -> None:
+    """If training a stack raises, its runs are trained one at a time (and said so), not lost."""
+    import collect.stacked as stacked_module
+    from collect.runner import sequential_executor
+
+    def broken(*args, **kwargs):
+        raise MemoryError("out of memory in the stack")
+
+    monkeypatch.setattr(stacked_module, "train_stack", broken)
+    runs = _planned({**TINY, "seeds": [0], "grid": {"model.dropout": [0.0, 0.3]}, "zip": []})
+    summary = run_sweep(runs, sweep="tiny-stack", tracking_uri=mlflow_uri, device="cpu", progress=False,
+                        executor=stacked_executor(sequential_executor))
+    assert summary.finished == 2
+    assert "training a stack of 2 runs failed (MemoryError" in capsys.readouterr().err

@@ -220,6 +220,13 @@ def test_sharpness_and_pacbayes_run_through_the_context():
     assert run("sharpness", ctx, method="pga", max_iter=10).values["sharpness"] > 0
     with pytest.raises(SpecError, match="epsilon"):
         run("sharpness", ctx, epsilon=0.0)
+    with pytest.raises(SpecError, match=r"sharpness\.step = 0\.0"):
+        run("sharpness", ctx, step=0.0)
+    with pytest.raises(SpecError, match=r"sharpness\.patience = 0"):
+        run("sharpness", ctx, patience=0)
+    # the pre-issue-14 setting is still reachable, and on this net lands within 1 % of the default
+    old = run("sharpness", ctx, epsilon=1e-3, step=0.5, patience=5).values["sharpness"]
+    assert old == pytest.approx(s1, rel=0.01)
     pb = run("pacbayes_flatness", ctx, n_draws=4, n_iter=6).values
     assert pb["pacbayes_flatness"] == pytest.approx(1 / pb["pacbayes_flatness_sigma"] ** 2)
     mag = run("pacbayes_mag_flatness", ctx, n_draws=4, n_iter=6).values
