@@ -34,7 +34,7 @@ from collections import Counter
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import replace
-from typing import Any, Iterator, Mapping, Protocol, Sequence
+from typing import Any, Callable, Iterator, Mapping, Protocol, Sequence
 from urllib.parse import urlparse
 
 from collect import tracking
@@ -330,6 +330,10 @@ class _ProcessPool:
             self._pool = ProcessPoolExecutor(self.workers, mp_context=_worker_context(), initializer=_init_worker,
                                              initargs=(os.getpid(),))
         return self._pool
+
+    def call(self, fn: Callable[..., Any], *args: Any) -> Future:
+        """``fn(*args)`` on one of the pool's workers (``collect.stacked`` trains its stacks there)."""
+        return self._open().submit(fn, *args)
 
     def submit(self, planned: PlannedRun, target: SweepTarget, retries: int, attempt: int) -> Future:
         stacked = self.stacked.get(planned.config_hash)

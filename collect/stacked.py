@@ -458,7 +458,7 @@ def stacked_executor(inner: Callable, workers: int = 1, retries: int | None = No
         for start in range(0, len(stacks), workers):
             wave = stacks[start : start + workers]
             pool = _ProcessPool(workers)
-            trained = [pool._open().submit(train_stack_in_worker, [p.config for p in m], target.torch_threads) for m in wave]
+            trained = [pool.call(train_stack_in_worker, [p.config for p in m], target.torch_threads) for m in wave]
             pool.stacked = {}
             for members, future in zip(wave, trained):
                 pool.stacked.update(_trained(members, future.result))

@@ -35,6 +35,8 @@ from torch.func import functional_call, grad, jacrev, vjp, vmap
 
 from collect.losses import SQUARED_ERROR_CURVATURE
 
+EXACT_LOSSES = ("cross_entropy", *SQUARED_ERROR_CURVATURE)  # losses whose output Hessian ∇²_f ℓ is known here
+
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 # Leaf modules through which the network stays piecewise linear in each parameter (eval mode).
@@ -107,8 +109,8 @@ def exact_per_sample_trace(
     reason = piecewise_linear_reason(model)
     if reason is not None:
         raise ValueError(f"exact per-sample trace needs a piecewise-linear network in eval mode: {reason}")
-    if loss != "cross_entropy" and loss not in SQUARED_ERROR_CURVATURE:
-        raise ValueError(f"loss = {loss!r}: the exact per-sample trace knows 'cross_entropy', 'mse' and 'mse_mean'")
+    if loss not in EXACT_LOSSES:
+        raise ValueError(f"loss = {loss!r}: the exact per-sample trace knows {', '.join(map(repr, EXACT_LOSSES))}")
     leaves = _structured_leaves(model)
     if structured and leaves is None:
         raise ValueError("structured per-sample trace needs a plain nn.Sequential of Linear/Conv2d/BatchNorm layers")

@@ -23,6 +23,7 @@ from collect.hessian.lanczos import lanczos_top_eigenvalues
 from collect.hessian.operator import ChunkedLoss, squared_weight_norm
 from collect.hessian.pacbayes import isotropic_std, largest_admissible_sigma, magnitude_aware_std, zero_one_error
 from collect.hessian.per_sample import (
+    EXACT_LOSSES,
     aceht,
     exact_per_sample_trace,
     hutchinson_per_sample_trace,
@@ -42,8 +43,7 @@ from collect.models import layers_in_order
 DEFAULT_MAX_POINTS = 5000  # Hessian measures use the whole training set up to this size, else a seeded subset
 SUBSET_SALT = 0  # one training subset shared by all curvature measures of a run
 MIN_PROBES = 64  # default pilot of the trace/Frobenius estimators (the calibrated 2-SE coverage needs it)
-TOP_K_DECLARED = 20
-EXACT_TRACE_LOSSES = ("cross_entropy", "mse", "mse_mean")  # losses with a known output Hessian ∇²_f ℓ  # top_eig_1 .. top_eig_20 have a declared direction
+TOP_K_DECLARED = 20  # top_eig_1 .. top_eig_20 have a declared direction
 
 P000 = "On Flat Minima, Large Margins and Generalizability (paper 000)"
 P002 = "Why Flatness Correlates With Generalization for Deep Neural Networks (paper 002)"
@@ -101,7 +101,7 @@ def exact_trace_reason(ctx: MeasureContext) -> str | None:
     """None when the exact (Gauss–Newton) trace of ``collect.hessian.per_sample`` applies to this run, else why not:
     the network must be piecewise linear in each parameter and the loss one with a known output Hessian."""
     reason = piecewise_linear_reason(ctx.model)
-    if reason is None and ctx.config.loss not in EXACT_TRACE_LOSSES:
+    if reason is None and ctx.config.loss not in EXACT_LOSSES:
         reason = f"loss {ctx.config.loss!r} has no exact formula"
     return reason
 
