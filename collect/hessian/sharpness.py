@@ -26,18 +26,19 @@ never below 0); the methods differ in how close they get:
   Δ ← Π_C(Δ + r ⊙ sign ∇L(w + Δ)) for at most ``max_iter`` steps, keeping the largest loss it evaluated (a
   coordinate whose gradient sign flips moves from its corner to the box centre, and on to the opposite corner if
   the sign holds); a round stops early once its best has not risen by more than ``tol`` · (best − L(w)) for 2
-  steps. (Issue 14 changed the step from 0.5·r and the patience from 5: on the quick sweep's FCN that takes 30-40 %
-  fewer evaluations, and on the panel below, re-drawn with seeds 0-4, the worst case rose from 0.898 to 0.981 of
-  the reference — the old setting missed 0.95 on the tanh net, seed 3, ε = 1e-2.) Another round
-  runs while the previous one raised the overall best by more than ``tol`` relative and fewer than 3 restarts
-  have reached the best value (within ``tol``; a maximum found by 3 starts is not a rare basin), up to
-  ``max_restarts`` restarts; ``converged`` is False when that cap ended the search. Optionally (``polish_iter`` > 0, default 0)
+  steps. (Against a step of 0.5·r with patience 5, this takes 30-40 % fewer evaluations on the quick sweep's FCN,
+  and its worst case on the panel below, seeds 0-4, is 0.981 of the reference where that setting reaches 0.898 —
+  below 0.95 on the tanh net, seed 3, ε = 1e-2.) The search ends after a round once the best value
+  has been *refound*: ``REFOUND`` = 2 restarts started at random corners (not the first-order or spectral ones, which
+  are not independent draws) reached it within ``ROUND_TOL`` = 1 % of its rise above L(w), the precision the value is
+  reported to; or once a round raised the overall best by no more than that; or at ``max_restarts`` restarts, and
+  then ``converged`` is False. Optionally (``polish_iter`` > 0, default 0)
   the best point is polished by L-BFGS-B on the box, which moves coordinates whose optimum is inside the box; on
   the panel it gained ≤ 0.3 % and costs ``polish_iter`` unbatched evaluations. At the defaults (12 restarts a round,
   at most 36, 15 steps, no polish)
   this reached ≥ 0.95 of a brute-force reference (best of 60 random-corner restarts × 150 annealed sign-ascent
   steps) on every case of tests/collect/hessian/test_sharpness_panel.py (trained ReLU, tanh and batch-norm nets,
-  ε = 1e-4 … 5e-2), where the old default ("lbfgsb", 20 iterations) reached 0.46-1.0.
+  ε = 1e-4 … 5e-2), where "lbfgsb" (20 iterations) reaches 0.46-1.0.
   Diagnostic ``last_restart_improved``: whether the last restart (in order) beat every earlier one by more than
   ``tol`` relative — if it often does, the restarts have not saturated.
 * ``"lbfgsb"``: one L-BFGS-B run (``max_iter`` iterations) from a seeded uniform point in the box (the old
@@ -61,9 +62,15 @@ from collect.hessian.operator import ChunkedLoss
 ValueAndGrad = Callable[[torch.Tensor], tuple[float, torch.Tensor]]
 BatchValueAndGrad = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]  # [R, dim] -> ([R], [R, dim])
 METHODS = ("multistart", "lbfgsb", "pga")
-REFOUND = 3  # stop once this many restarts reached the best value (within tol): its basin is common
-PATIENCE = 2  # sign-ascent steps without a relative gain > tol before a round stops early
-STEP = 1.0  # sign-ascent step, in units of the box half-widths r (issue 14: was 0.5 with PATIENCE 5)
+# Defaults of the "multistart" maximiser, written once (the sharpness measure takes its defaults from here).
+RESTARTS = 12  # restarts per round, evaluated in one batched pass
+MAX_RESTARTS = 36  # cap on restarts over all rounds
+MAX_ITER = 15  # sign-ascent steps per restart
+TOL = 1e-3  # relative gain below which an ascent step counts as stale
+PATIENCE = 2  # stale sign-ascent steps before a round stops early
+STEP = 1.0  # sign-ascent step, in units of the box half-widths r
+REFOUND = 2  # random-corner restarts that must reach the best value before the search stops
+ROUND_TOL = 1e-2  # relative precision of "reached the best value" and of "a round raised the best"
 SKETCH_RANK = 4  # top Ritz vectors of the box-scaled Hessian whose sign patterns seed restarts
 
 
@@ -130,15 +137,17 @@ def multistart_box_max(
     *,
     generator: torch.Generator,
     basis: torch.Tensor | None = None,
-    restarts: int = 12,
-    max_restarts: int = 36,
-    max_iter: int = 15,
+    restarts: int = RESTARTS,
+    max_restarts: int = MAX_RESTARTS,
+    max_iter: int = MAX_ITER,
     polish_iter: int = 0,
-    tol: float = 1e-3,
+    tol: float = TOL,
     hvp_batch: Callable[[torch.Tensor], torch.Tensor] | None = None,
     sketch_rank: int = SKETCH_RANK,
     step: float = STEP,
     patience: int = PATIENCE,
+    refound: int = REFOUND,
+    round_tol: float = ROUND_TOL,
 ) -> BoxMax:
     """Batched multi-restart projected sign-gradient ascent, optionally polished by L-BFGS-B (module docstring).
 
@@ -151,6 +160,8 @@ def multistart_box_max(
         raise ValueError(f"max_iter = {max_iter} must be >= 1, polish_iter = {polish_iter} >= 0, tol = {tol} >= 0")
     if not 0 < step <= 2 or patience < 1:
         raise ValueError(f"step = {step} must be in (0, 2] (units of r) and patience = {patience} >= 1")
+    if refound < 1 or not round_tol >= 0:
+        raise ValueError(f"refound = {refound} must be >= 1 and round_tol = {round_tol} >= 0")
     v0, g0 = values_and_grads(w.unsqueeze(0))
     loss0 = float(v0[0])
     g0 = g0[0] if basis is None else basis.T @ g0[0]
@@ -160,6 +171,7 @@ def multistart_box_max(
     if hvp_batch is not None and sketch_rank > 0:
         spectral, n_hvp = _spectral_corners(hvp_batch, radius, basis, min(sketch_rank, radius.numel()), generator)
     restart_best: list[float] = []  # best loss of each restart, in order
+    n_fixed = 0  # leading restarts started at the first-order or spectral corners (not random draws)
     best, best_y = loss0, torch.zeros_like(radius)
     evals, iters, done, converged = 1, 0, 0, False
     while done < max_restarts:
@@ -170,6 +182,7 @@ def multistart_box_max(
             y[0] = first
             n_sp = min(spectral.shape[0], k - 1)
             y[1 : 1 + n_sp] = spectral[:n_sp]
+            n_fixed = 1 + n_sp
         vals, ys, steps = _sign_ascent(values_and_grads, w, radius, basis, y, loss0, max_iter, tol, step, patience)
         evals += k * (steps + 1)
         iters += steps
@@ -180,8 +193,8 @@ def multistart_box_max(
         if float(vals[i_best]) > best:
             best, best_y = float(vals[i_best]), ys[i_best]
         done += k
-        refound = sum(not _gained(best, v, loss0, tol) for v in restart_best) >= REFOUND
-        converged = refound or not _gained(best, before, loss0, tol)
+        found = sum(not _gained(best, v, loss0, round_tol) for v in restart_best[n_fixed:]) >= refound
+        converged = found or not _gained(best, before, loss0, round_tol)
         if converged:
             break
     last_improved = len(restart_best) > 1 and _gained(restart_best[-1], max(restart_best[:-1]), loss0, tol)
@@ -189,8 +202,8 @@ def multistart_box_max(
         val, n, it = _lbfgsb(value_and_grad, w, radius, basis, best_y, polish_iter)
         best, evals, iters = max(best, val), evals + n, iters + it
     message = (
-        f"multistart sign-gradient ascent ({done} restarts, {min(spectral.shape[0], restarts - 1)} spectral starts, step {step}·r, patience {patience}, "
-        f"tol {tol}), L-BFGS-B polish: {polish_iter} iterations"
+        f"multistart sign-gradient ascent ({done} restarts, {n_fixed - 1} spectral starts, step {step}·r, patience {patience}, "
+        f"tol {tol}, refound {refound} within {round_tol}), L-BFGS-B polish: {polish_iter} iterations"
     )
     return BoxMax(
         loss0, best, evals, message, n_restarts=done, n_iter=iters, last_restart_improved=last_improved,
@@ -205,18 +218,20 @@ def keskar_sharpness(
     method: str = "multistart",
     subspace_dim: int | None = None,
     max_iter: int | None = None,
-    restarts: int = 12,
-    max_restarts: int = 36,
+    restarts: int = RESTARTS,
+    max_restarts: int = MAX_RESTARTS,
     polish_iter: int = 0,
-    tol: float = 1e-3,
+    tol: float = TOL,
     sketch_rank: int = SKETCH_RANK,
     step: float = STEP,
     patience: int = PATIENCE,
+    refound: int = REFOUND,
+    round_tol: float = ROUND_TOL,
     generator: torch.Generator,
 ) -> BoxMax:
     """Keskar sharpness of ``loss`` at its current parameters (``.sharpness`` on the result).
 
-    ``max_iter``: sign-ascent steps per restart for "multistart" (default 15), iterations for "lbfgsb" and steps
+    ``max_iter``: sign-ascent steps per restart for "multistart" (default ``MAX_ITER`` = 15), iterations for "lbfgsb" and steps
     for "pga" (default 20).
     """
     if not epsilon > 0:
@@ -236,9 +251,9 @@ def keskar_sharpness(
     if method == "multistart":
         res = multistart_box_max(
             loss.values_and_grads_batch, loss.value_and_grad, w, radius, generator=generator, basis=basis,
-            restarts=restarts, max_restarts=max_restarts, max_iter=15 if max_iter is None else max_iter,
+            restarts=restarts, max_restarts=max_restarts, max_iter=MAX_ITER if max_iter is None else max_iter,
             polish_iter=polish_iter, tol=tol, hvp_batch=loss.hvp_batch, sketch_rank=sketch_rank, step=step,
-            patience=patience,
+            patience=patience, refound=refound, round_tol=round_tol,
         )
     else:
         res = maximize_in_box(

@@ -31,9 +31,7 @@ from collect.hessian.per_sample import (
     margins,
     piecewise_linear_reason,
 )
-from collect.hessian.sharpness import METHODS as SHARPNESS_METHODS
-from collect.hessian.sharpness import PATIENCE as SHARPNESS_PATIENCE
-from collect.hessian.sharpness import STEP as SHARPNESS_STEP
+from collect.hessian import sharpness as box
 from collect.hessian.sharpness import keskar_sharpness
 from collect.hessian.trace import Estimate, hutchinson_frobenius, hutchinson_trace, hutchpp_trace
 from collect.measures.context import MeasureContext, MeasureResult, MeasureSkipped
@@ -152,8 +150,8 @@ def hessian_trace(
     Tr ∇²L = (1/N) Σ_i Tr Jᵢᵀ(∇²_f ℓ)Jᵢ with the Gauss–Newton identity of ``collect.hessian.per_sample`` (paper
     000, section 3.2): exact (standard error 0, no Hessian-vector products) for networks that are piecewise linear
     in each parameter (Linear/Conv with ReLU, pooling, eval-mode batch norm and dropout) under cross-entropy,
-    ``mse`` or ``mse_mean``, and about 10x cheaper than the 64-probe pilot of Hutchinson on the quick sweep's FCN
-    (issue 14); "hutchinson" and "hutchpp" are the stochastic estimators (``rel_se``, ``min_probes``,
+    ``mse`` or ``mse_mean``, and about 10x cheaper than the 64-probe pilot of Hutchinson on the quick sweep's FCN;
+    "hutchinson" and "hutchpp" are the stochastic estimators (``rel_se``, ``min_probes``,
     ``max_probes``, ``hutchpp_rank`` apply to them only). Which one ran is the ``method`` tag.
 
     Also the scale-aware versions of paper 003's argument that raw curvature follows weight scale:
@@ -449,12 +447,14 @@ def sharpness(
     method: str = "multistart",
     subspace_dim: int | None = None,
     max_iter: int | None = None,
-    restarts: int = 12,
-    max_restarts: int = 36,
+    restarts: int = box.RESTARTS,
+    max_restarts: int = box.MAX_RESTARTS,
     polish_iter: int = 0,
-    tol: float = 1e-3,
-    step: float = SHARPNESS_STEP,
-    patience: int = SHARPNESS_PATIENCE,
+    tol: float = box.TOL,
+    step: float = box.STEP,
+    patience: int = box.PATIENCE,
+    refound: int = box.REFOUND,
+    round_tol: float = box.ROUND_TOL,
     n_samples: int | None = None,
     chunk_size: int = 2048,
 ) -> MeasureResult:
@@ -463,16 +463,17 @@ def sharpness(
     |y_j| ≤ ε(|(Aᵀw)_j| + 1) (Keskar et al.'s subspace variant).
 
     ``method``: "multistart" (default: batched restarts of sign-gradient ascent from spectral and random box
-    corners, ``restarts`` a round, more rounds while a round raises the best by > ``tol`` relative, at most
-    ``max_restarts``, ``max_iter`` steps each (default 15) of size ``step``·r (default 1.0; 0.5 before issue 14), a round ending after
-    ``patience`` steps without a gain (default 2; 5 before issue 14), then ``polish_iter`` L-BFGS-B iterations (default 0); see
+    corners, ``restarts`` a round (default 12), more rounds until ``refound`` (default 2) random-corner restarts reach
+    the best value within ``round_tol`` (default 1 %) of its rise or a round raises the best by no more than that, at
+    most ``max_restarts`` (default 36), ``max_iter`` steps each (default 15) of size ``step``·r (default 1.0), a
+    round ending after ``patience`` steps without a gain > ``tol`` relative (defaults 2 and 1e-3), then ``polish_iter`` L-BFGS-B iterations (default 0); see
     ``collect.hessian.sharpness``), "lbfgsb" (one L-BFGS-B run, ``max_iter`` default 20) or "pga". The value is a
     lower bound on the box maximum. Diagnostics: restarts, ascent iterations, loss evaluations, Hessian-vector
     products, whether the last restart still improved the best, and whether the round rule stopped the search.
     """
     name = "sharpness"
     _check(epsilon > 0, name, "epsilon", epsilon, "must be > 0 (paper 002 uses 1e-4 to 1e-3)")
-    _check(method in SHARPNESS_METHODS, name, "method", method, f"use one of {', '.join(SHARPNESS_METHODS)}")
+    _check(method in box.METHODS, name, "method", method, f"use one of {', '.join(box.METHODS)}")
     _check(max_iter is None or max_iter >= 1, name, "max_iter", max_iter, "must be >= 1 (or omitted)")
     _check(restarts >= 1, name, "restarts", restarts, "must be >= 1")
     _check(max_restarts >= restarts, name, "max_restarts", max_restarts, f"must be >= restarts = {restarts}")
@@ -480,6 +481,8 @@ def sharpness(
     _check(tol >= 0, name, "tol", tol, "must be >= 0")
     _check(0 < step <= 2, name, "step", step, "must be in (0, 2] (units of the box half-width r)")
     _check(patience >= 1, name, "patience", patience, "must be >= 1")
+    _check(refound >= 1, name, "refound", refound, "must be >= 1")
+    _check(round_tol >= 0, name, "round_tol", round_tol, "must be >= 0")
     _check(chunk_size >= 1, name, "chunk_size", chunk_size, "must be >= 1")
     x, y = _points(ctx, n_samples, name, default=None)
     loss = ChunkedLoss(ctx.model, ctx.loss_fn, x, y, chunk_size=chunk_size)
@@ -490,7 +493,7 @@ def sharpness(
     res = keskar_sharpness(
         loss, epsilon=epsilon, method=method, subspace_dim=subspace_dim, max_iter=max_iter, restarts=restarts,
         max_restarts=max_restarts, polish_iter=polish_iter, tol=tol, step=step, patience=patience,
-        generator=ctx.generator(107),
+        refound=refound, round_tol=round_tol, generator=ctx.generator(107),
     )
     values = {
         "sharpness": res.sharpness,
