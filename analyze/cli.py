@@ -19,10 +19,14 @@ from typing import Any, Callable, Mapping, Sequence
 import polars as pl
 
 from analyze.columns import DEFAULT_TARGET
+from analyze.defaults import CONFIDENCE
+from collect.names import safe_component
 
-SCHEMA_VERSION = "flatlas.analyze/2"
-MAX_CURVE_RUNS = 60  # training curves fetched for the report (each run is one MLflow query per metric)
-COMMANDS = ("rank", "partial", "granulated", "sign-error", "cmi", "flags", "report")
+SCHEMA_VERSION = "flatlas.analyze/3"
+COMMANDS = ("rank", "partial", "granulated", "sign-error", "cmi", "flags", "power", "report")
+# subcommands that need every run, not the per-configuration means: power (the seed-to-seed spread), sign-error (its
+# Hoeffding-weighted environments pair the seeds themselves and need their effective sample size)
+PER_RUN = ("power", "sign-error")
 
 
 # --- argument parsing --------------------------------------------------------------------------------------------
@@ -33,20 +37,36 @@ def _csv_list(text: str) -> list[str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from analyze.comparison import MIN_AT_TARGET
+
     common = argparse.ArgumentParser(add_help=False)
     src = common.add_argument_group("ledger source")
     src.add_argument("--experiment", help="MLflow experiment name (default: the most recently created one)")
     src.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///data/mlflow.db)")
     src.add_argument("--ledger", type=Path, help="a CSV or Parquet ledger file instead of MLflow")
+    src.add_argument("--ledger-format", choices=("auto", "flatlas", "rgm"), default="auto",
+                     help="columns of --ledger: flatlas (measure.*), rgm (Robust-Generalization-Measures: complexity.*, "
+                          "gen.gap, hp.*), or auto: rgm when there are complexity.* and no measure.* columns (default)")
     src.add_argument("--where", action="append", default=[], metavar="COLUMN=VALUE",
                      help="keep only runs with this value, e.g. --where hp.optimizer=adam (repeatable)")
+    src.add_argument("--all-runs", action="store_true",
+                     help="analyse the runs that missed the sweep's training target too, pooled with those that reached "
+                          "it (how far training got then moves the gap by itself); default: only runs at the target")
+    src.add_argument("--min-at-target", type=int, default=MIN_AT_TARGET,
+                     help=f"runs an intervention level needs at the comparison point to be testable (default {MIN_AT_TARGET})")
     opts = common.add_argument_group("analysis")
     opts.add_argument("--target", default=DEFAULT_TARGET, help=f"generalization column (default {DEFAULT_TARGET})")
+    opts.add_argument("--target-better", choices=("lower", "higher"),
+                      help="which values of --target mean better generalization, for a target without a known "
+                           "orientation (known: gaps, losses, errors: lower; accuracies: higher; gen.train_*: none)")
+    opts.add_argument("--no-seed-means", action="store_true",
+                      help="analyse every run as an independent draw instead of averaging the seeds of each "
+                           "configuration first (CIs and p-values are then too narrow when seeds repeat a configuration)")
     opts.add_argument("--measures", type=_csv_list, help="comma-separated measure columns (default: all measure.*)")
     opts.add_argument("--covariates", type=_csv_list, default=[], help="comma-separated covariate columns for partial correlations")
     opts.add_argument("--group-by", type=_csv_list, help="comma-separated hp.*/tag.* columns to group runs by (default: all hp.* axes)")
     opts.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples for BCa CIs (0: no CIs; default 1000)")
-    opts.add_argument("--confidence", type=float, default=0.95, help="confidence level of intervals (default 0.95)")
+    opts.add_argument("--confidence", type=float, default=CONFIDENCE, help=f"confidence level of intervals (default {CONFIDENCE})")
     opts.add_argument("--alpha", type=float, default=0.05, help="significance level after Benjamini-Hochberg (default 0.05)")
     opts.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (default 0)")
     out = common.add_argument_group("output")
@@ -68,19 +88,33 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("cmi", parents=[common], help="conditional mutual information, min over hyperparameter pairs")
     f = sub.add_parser("flags", parents=[common], help="where the measure-generalization relationship breaks")
     _flag_args(f)
+    w = sub.add_parser("power", parents=[common],
+                       help="smallest difference in the target each intervention level could detect (at --alpha, --power)")
+    w.add_argument("--n-test", type=int, help="test-set size for the binomial noise floor when the ledger has no hp.n_test")
+    _power_args(w)
     r = sub.add_parser("report", parents=[common], help="every statistic, then the HTML report")
     _sign_error_args(r)
     _flag_args(r)
     _granulated_args(r)
+    _power_args(r)
     r.add_argument("--open", action="store_true", help="open the report in a browser")
+    r.add_argument("--log-to-mlflow", action="store_true",
+                   help="also attach a report written with --out or --where to the sweep's parent run (the sweep's own "
+                        "report, written to the default path from all its runs, is always attached)")
     r.add_argument("--sections", type=_csv_list, help="comma-separated report sections to render")
     r.add_argument("--no-per-sample", action="store_true", help="skip downloading per-sample artifacts")
     return parser
 
 
 def _granulated_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--min-configs", type=int, default=3,
-                   help="configurations a granulated-Kendall cell needs for its tau (default 3; tau of 2 points is always +-1)")
+    p.add_argument("--min-configs", type=int, default=2,
+                   help="configurations a granulated-Kendall cell needs for its tau (default 2: a two-level axis gives "
+                        "+-1 per cell and psi is the mean of those signs; psi needs at least 6 cells)")
+
+
+def _power_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--power", type=float, default=0.8,
+                   help="power at which the detectable effect is sized (default 0.8; the test's level is --alpha)")
 
 
 def _sign_error_args(p: argparse.ArgumentParser) -> None:
@@ -92,7 +126,8 @@ def _sign_error_args(p: argparse.ArgumentParser) -> None:
 def _flag_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--min-group", type=int, default=8, help="smallest group (runs) in which a relationship is tested (default 8)")
     p.add_argument("--reference", action="append", default=[], metavar="AXIS=VALUE",
-                   help="reference (baseline) value of an axis for the flags, e.g. hp.optimizer=sgd (repeatable)")
+                   help="level of an axis shown as the reference of a pair in which neither level breaks, e.g. "
+                        "hp.optimizer=sgd (repeatable; every pair of levels is tested whatever the reference)")
 
 
 def _references(items: Sequence[str]) -> dict[str, str]:
@@ -115,6 +150,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one bar per artifact is noise here
     argv = list(sys.argv[1:] if argv is None else argv)
+    if not store_usable(argv):
+        return 2
     args = build_parser().parse_args(argv)
     from analyze.ledger import LedgerError
     from analyze.stats import StatsError
@@ -126,17 +163,51 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
 
+def store_usable(argv: Sequence[str]) -> bool:
+    """collect's store probe (``collect.store_check``, read-only) on the store ``argv`` names, before the parser and
+    the statistics libraries load (seconds of imports); False after printing its one line. A ``--ledger`` file,
+    or ``--help``, needs no store."""
+    from collect.store_check import StoreError, check_store, resolve_tracking_uri
+
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--tracking-uri")
+    pre.add_argument("--ledger")
+    known, _ = pre.parse_known_args(argv)
+    if known.ledger is not None or {"-h", "--help"} & set(argv):
+        return True
+    try:
+        check_store(resolve_tracking_uri(known.tracking_uri), write=False)
+    except StoreError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return False
+    return True
+
+
 def _run(args: argparse.Namespace, argv: list[str]) -> int:
     from analyze.ledger import load_ledger
     from analyze.stats import status_summary
 
     _check_args(args)
-    ledger = select_runs(load_ledger(tracking_uri=args.tracking_uri, experiment=args.experiment, ledger_path=args.ledger), args.where)
+    loaded = load_ledger(tracking_uri=args.tracking_uri, experiment=args.experiment, ledger_path=args.ledger,
+                         ledger_format=args.ledger_format)
+    ledger = select_runs(loaded, args.where)
+    ledger, comparison = _comparison_point(ledger, args)
     ledger, checked = _prepare(ledger, args)
     meta = {**_meta(args, argv, ledger, status_summary(ledger)), **checked}
+    meta.update(comparison=comparison.to_dict(), warnings=[*comparison.warnings(), *meta["warnings"]])
+    if args.command in PER_RUN:  # it models the seeds itself
+        stats_ledger, meta["configurations"] = ledger, {"seed_means": False, "not_averaged": f"{args.command} uses every run"}
+    else:
+        stats_ledger, meta["configurations"] = _configurations(ledger, args)
     if args.command == "report":
-        return _report(args, ledger, meta)
-    frame, table_columns, extra = HANDLERS[args.command](args, ledger)
+        return _report(args, ledger, stats_ledger, meta)
+    from analyze.stats import finished_runs
+    from analyze.stats.interventions import alias_notes
+
+    for warning in alias_notes(finished_runs(stats_ledger)):  # aliased hp columns are one intervention: say so
+        print(f"warning: {warning}", file=sys.stderr)
+        meta["warnings"] = [*meta["warnings"], warning]
+    frame, table_columns, extra = HANDLERS[args.command](args, stats_ledger)
     text = render(frame, args.format, {**meta, **extra}, table_columns)
     _emit(text, args.out)
     return 0
@@ -156,6 +227,46 @@ def _prepare(ledger: pl.DataFrame, args: argparse.Namespace) -> tuple[pl.DataFra
     for warning in prepared.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     return prepared.ledger, {"skipped_columns": skipped, "warnings": list(prepared.warnings)}
+
+
+def _comparison_point(ledger: pl.DataFrame, args: argparse.Namespace) -> tuple[pl.DataFrame, Any]:
+    """The runs at the sweep's comparison point, none that did not learn (``analyze.comparison``); ``--all-runs``
+    keeps the runs that missed the target. What was left out, per intervention level, goes to stderr."""
+    from analyze.comparison import select_comparison_point
+
+    ledger, selection = select_comparison_point(ledger, all_runs=args.all_runs, min_at_target=args.min_at_target,
+                                                axes=args.group_by)
+    for line in selection.messages():
+        print(line, file=sys.stderr)
+    return ledger, selection
+
+
+def _configurations(ledger: pl.DataFrame, args: argparse.Namespace) -> tuple[pl.DataFrame, dict[str, Any]]:
+    """The ledger the statistics see: the seeds of each configuration averaged (``analyze.configurations``) unless
+    ``--no-seed-means`` (or ``granulated --no-seed-average``) asks for every run; the counts go to stderr and meta."""
+    from analyze.configurations import configuration_means
+
+    if args.no_seed_means or getattr(args, "no_seed_average", False):
+        return ledger, {"seed_means": False}
+    means = configuration_means(ledger)
+    sentence = means.sentence(counted_by(args.command))
+    if means.not_averaged and means.keys:
+        print(f"note: {sentence}", file=sys.stderr)
+    elif means.n_configurations < means.n_runs:
+        print(f"note: {sentence} (--no-seed-means to treat runs as independent)", file=sys.stderr)
+    return means.ledger, {"seed_means": means.not_averaged is None, "finished_runs": means.n_runs,
+                          "configurations": means.n_configurations, "keys": list(means.keys),
+                          "not_averaged": means.not_averaged, "sentence": sentence}
+
+
+def counted_by(command: str) -> str:
+    """Which statistics of ``command`` count configurations (seed means): all of a subcommand's, except for the
+    ``PER_RUN`` ones, which model the seeds themselves; in the report, all but sign-error and the detectable effect."""
+    if command == "report":
+        return "every statistic except sign-error and the detectable effect (which use every run)"
+    if command in PER_RUN:
+        raise ValueError(f"{command} uses every run: it counts no configurations")
+    return f"every statistic of {command}"
 
 
 def select_runs(ledger: pl.DataFrame, where: Sequence[str]) -> pl.DataFrame:
@@ -192,6 +303,11 @@ def _check_args(args: argparse.Namespace) -> None:
         raise StatsError(f"--confidence {args.confidence}: must lie strictly between 0 and 1 (e.g. 0.95)")
     if not 0 < args.alpha < 1:
         raise StatsError(f"--alpha {args.alpha}: must lie strictly between 0 and 1 (e.g. 0.05)")
+    if args.ledger is None and args.ledger_format != "auto":
+        raise StatsError(f"--ledger-format {args.ledger_format}: it says how to read a --ledger file; an MLflow store "
+                         "is always read as flatlas columns")
+    if not args.target.startswith("gen."):
+        args.target = f"gen.{args.target}"
     if args.resamples < 0:
         raise StatsError(f"--resamples {args.resamples}: must be 0 (no intervals) or a positive count such as 1000")
 
@@ -208,12 +324,23 @@ def _meta(args: argparse.Namespace, argv: list[str], ledger: pl.DataFrame, statu
         "tracking_uri": args.tracking_uri,
         "ledger_path": str(args.ledger) if args.ledger else None,
         "target": args.target,
+        "target_better": args.target_better,
+        "ledger_format": _ledger_format(args, ledger),
         "runs": {"total": ledger.height, "finished": n_finished, "excluded": ledger.height - n_finished, "by_status": dict(statuses)},
         "seed": args.seed,
         "resamples": args.resamples,
         "confidence": args.confidence,
         "alpha": args.alpha,
     }
+
+
+def _ledger_format(args: argparse.Namespace, ledger: pl.DataFrame) -> str | None:
+    """The format the ledger file was read in ("flatlas" | "rgm"); None for an MLflow store."""
+    from analyze.ledger import LEDGER_FORMAT
+
+    if args.ledger is None:
+        return None
+    return "rgm" if LEDGER_FORMAT in ledger.columns else "flatlas"
 
 
 Handled = tuple[pl.DataFrame, list[str], dict[str, Any]]  # frame, table columns, extra meta
@@ -224,7 +351,7 @@ def _rank(args: argparse.Namespace, ledger: pl.DataFrame) -> Handled:
 
     frame = rank_measures(
         ledger, target=args.target, measures=args.measures, resamples=args.resamples,
-        confidence=args.confidence, seed=args.seed, alpha=args.alpha,
+        confidence=args.confidence, seed=args.seed, alpha=args.alpha, target_better=args.target_better,
     )
     frame = adjust_pvalues(frame)
     cols = ["rank", "measure", "n", "kendall_tau", "kendall_ci", "kendall_p", "kendall_p_adj", "spearman_rho", "spearman_p",
@@ -256,9 +383,10 @@ def _granulated(args: argparse.Namespace, ledger: pl.DataFrame) -> Handled:
 
     frame = granulated_kendall(
         ledger, target=args.target, measures=args.measures, axes=args.group_by, average_seeds=not args.no_seed_average,
-        min_configs=args.min_configs,
+        min_configs=args.min_configs, confidence=args.confidence,
     )
-    return frame, ["measure", "axis", "psi", "n_cells", "n_cells_undefined", "n_cells_small", "note"], {}
+    return frame, ["measure", "axis", "psi", "psi_ci_low", "psi_ci_high", "sign_p", "n_cells", "n_cells_undefined",
+                   "n_cells_small", "note"], {}
 
 
 def _sign_error(args: argparse.Namespace, ledger: pl.DataFrame) -> Handled:
@@ -294,6 +422,16 @@ def _flags(args: argparse.Namespace, ledger: pl.DataFrame) -> Handled:
     return frame, cols, extra
 
 
+def _power(args: argparse.Namespace, ledger: pl.DataFrame) -> Handled:
+    from analyze.stats.power import detectable_effects
+
+    frame = detectable_effects(ledger, target=args.target, axes=args.group_by, n_test=args.n_test,
+                               alpha=args.alpha, power=args.power)
+    cols = ["intervention", "level", "reference", "n_level", "n_reference", "n_blocks", "sigma", "df", "mde", "diff",
+            "ci_low", "ci_high", "p", "decision"]
+    return frame, cols, {"power": args.power, "sigma_source": frame["sigma_source"][0] if frame.height else None}
+
+
 HANDLERS: dict[str, Callable[[argparse.Namespace, pl.DataFrame], Handled]] = {
     "rank": _rank,
     "partial": _partial,
@@ -301,10 +439,13 @@ HANDLERS: dict[str, Callable[[argparse.Namespace, pl.DataFrame], Handled]] = {
     "sign-error": _sign_error,
     "cmi": _cmi,
     "flags": _flags,
+    "power": _power,
 }
 
 
-def _report(args: argparse.Namespace, ledger: pl.DataFrame, meta: dict[str, Any]) -> int:
+def _report(args: argparse.Namespace, ledger: pl.DataFrame, stats_ledger: pl.DataFrame, meta: dict[str, Any]) -> int:
+    """Statistics on ``stats_ledger`` (one row per configuration, see ``_configurations``); the page's charts and run
+    counts on ``ledger`` (every run)."""
     from analyze.report import log_report_to_mlflow, write_report
     from analyze.report.sections import resolve_sections
     from analyze.stats import StatsError, report_frames
@@ -314,8 +455,10 @@ def _report(args: argparse.Namespace, ledger: pl.DataFrame, meta: dict[str, Any]
     except ValueError as exc:
         raise StatsError(f"--sections: {exc}") from None
     frames, notes = report_frames(
-        ledger,
+        stats_ledger,
+        every_run=ledger,
         target=args.target,
+        target_better=args.target_better,
         covariates=args.covariates,
         measures=args.measures,
         group_by=args.group_by,
@@ -329,11 +472,15 @@ def _report(args: argparse.Namespace, ledger: pl.DataFrame, meta: dict[str, Any]
         min_group=args.min_group,
         min_configs=args.min_configs,
         references=_references(args.reference),
-        per_sample=None if args.no_per_sample else _per_sample_loader(args),
+        per_sample=None if args.no_per_sample else _per_sample_loader(args, ledger),
     )
+    frames.update(_detectable_effects(args, ledger, notes))
+    if meta["configurations"].get("sentence"):  # the page's charts show runs, its statistics configurations
+        notes.insert(0, f"seeds: {meta['configurations']['sentence']}")
     if args.ledger is None:  # training curves live in MLflow only
         try:
             from analyze.ledger import curves
+            from analyze.report.sections import MAX_CURVE_RUNS  # fetch no more curves than the report draws
             from analyze.stats import finished_runs
 
             done = finished_runs(ledger)["run_id"]
@@ -345,13 +492,15 @@ def _report(args: argparse.Namespace, ledger: pl.DataFrame, meta: dict[str, Any]
             notes.append(f"curves: could not load training curves ({exc})")
     from analyze.columns import DEFAULT_TARGETS
 
-    meta = {**meta, "targets": [t for t in DEFAULT_TARGETS if t in ledger.columns], "notes": notes,
-            "open": args.open, "sections": args.sections}
+    targets = [t for t in DEFAULT_TARGETS if t in ledger.columns]
+    ranked = args.target if args.target.startswith("gen.") else f"gen.{args.target}"
+    meta = {**meta, "targets": targets + [ranked] * (ranked not in targets), "notes": notes,
+            "open": args.open, "sections": args.sections, "power": args.power}
     name = meta.get("experiment") or (args.ledger.stem if args.ledger else "report")
-    out = args.out or Path("reports") / f"{name}.html"
+    out = args.out or Path("reports") / f"{safe_component(str(name))}.html"  # the name is a label, never a path
     path = write_report(ledger, frames, meta, out)
     print(f"report written to {path}")
-    if args.ledger is None:  # also attach it to the sweep's parent run, so mlflow ui opens it
+    if args.ledger is None and (is_sweep_report(args) or args.log_to_mlflow):  # the sweep's own report: mlflow ui shows it
         try:
             parent = log_report_to_mlflow(path, args.tracking_uri, meta["experiment"])
             if parent:
@@ -365,15 +514,37 @@ def _report(args: argparse.Namespace, ledger: pl.DataFrame, meta: dict[str, Any]
     return 0
 
 
-def _per_sample_loader(args: argparse.Namespace) -> Callable[[pl.DataFrame], Mapping[str, pl.DataFrame]] | None:
-    """Per-sample artifacts live in MLflow; a ledger file has none."""
+def is_sweep_report(args: argparse.Namespace) -> bool:
+    """Whether this report is the sweep's own: written to the default path (no ``--out``) from all its runs (no
+    ``--where``). Only that one is attached to the sweep's parent run unless ``--log-to-mlflow`` asks."""
+    return args.out is None and not getattr(args, "where", None)
+
+
+def _detectable_effects(args: argparse.Namespace, ledger: pl.DataFrame, notes: list[str]) -> dict[str, pl.DataFrame]:
+    """The report's ``detectable_effect`` frame (``analyze.stats.power``) from every run at the comparison point
+    (the seed-to-seed spread needs the runs, not the per-configuration means); why it is missing goes to the notes."""
+    from analyze.stats import StatsError
+    from analyze.stats.power import detectable_effects
+
+    try:
+        return {"detectable_effect": detectable_effects(
+            ledger, target=args.target, axes=args.group_by, n_test=args.n_test, references=_references(args.reference),
+            alpha=args.alpha, power=args.power)}
+    except StatsError as exc:
+        notes.append(f"detectable_effect: {exc}")
+        return {}
+
+
+def _per_sample_loader(args: argparse.Namespace, ledger: pl.DataFrame) -> Callable[[pl.DataFrame], Mapping[str, pl.DataFrame]] | None:
+    """Per-sample artifacts live in MLflow; a ledger file has none. They are per run, so every finished run of
+    ``ledger`` is read (not one row per configuration)."""
     if args.ledger is not None:
         return None
 
-    def load(runs: pl.DataFrame) -> Mapping[str, pl.DataFrame]:
-        from analyze.ledger import load_per_sample
+    def load(_configurations: pl.DataFrame) -> Mapping[str, pl.DataFrame]:
+        from analyze.ledger import finished, load_per_sample
 
-        return load_per_sample(runs, tracking_uri=args.tracking_uri)
+        return load_per_sample(finished(ledger), tracking_uri=args.tracking_uri)
 
     return load
 
@@ -407,6 +578,12 @@ def _header(meta: Mapping[str, Any]) -> str:
              f"finished runs: {runs.get('finished', '?')} of {runs.get('total', '?')}"]
     if excluded:
         parts.append("excluded: " + ", ".join(f"{v} {k}" for k, v in sorted(excluded.items())))
+    comp = meta.get("comparison") or {}
+    if comp.get("mode") in ("target", "all_runs", "budget"):
+        n = comp["runs"]
+        what = {"target": "at the target", "all_runs": "pooled (--all-runs)", "budget": "learned"}[comp["mode"]]
+        parts.append(f"{what}: {n['kept']} of {n['finished']} finished ({n['missed_target']} missed the target, "
+                     f"{n['not_learned']} did not learn)")
     rel = meta.get("relationships")
     if rel:
         parts.append(f"relationships tested: {rel['tested']}, untestable: {rel['untestable']}")

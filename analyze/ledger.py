@@ -6,7 +6,7 @@ Sources: an MLflow store (the child runs of an experiment) or a CSV/Parquet ledg
 
 from __future__ import annotations
 
-import functools
+import csv
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +15,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import polars as pl
 
 from analyze.columns import DIAG, GEN, HP, ID_COLUMNS, MEASURE, TAG, TIME
+from analyze.public_ledger import AUTO, COMPLEXITY, RGM, resolve_format, to_flatlas
 from analyze.sqlite_store import (
     CURVE_PREFIXES,
     curve_key,
@@ -22,6 +23,7 @@ from analyze.sqlite_store import (
     read_curves,
     read_sqlite_store,
 )
+from collect.catalog import output_kind
 
 # Params that are bookkeeping, not hyperparameters.
 NON_HP_PARAMS = {"measures", "curve_measures", "save_weights", "seed"}
@@ -34,40 +36,39 @@ class LedgerError(ValueError):
 
 
 def parse_param(value: str) -> Any:
-    """MLflow params are strings: turn 'True', 'None', '3', '0.1' back into Python values; keep other text."""
+    """MLflow params are strings: turn 'True', 'None', '3', '0.1' back into Python values; keep other text.
+
+    A string of digits is an integer only when it reads back the same and fits in 64 bits: '007' or a 128-character
+    0/1 truth table (``data.boolean_target``) is a label, not a number."""
     if value in ("True", "False"):
         return value == "True"
     if value == "None":
         return None
-    for cast in (int, float):
-        try:
-            return cast(value)
-        except ValueError:
-            pass
-    return value
+    try:
+        number = int(value)
+    except ValueError:
+        pass
+    else:
+        if str(number) == value and -(2**63) <= number < 2**63:
+            return number
+        return value
+    try:
+        return float(value)
+    except ValueError:
+        return value
 
 
 def metric_column(name: str) -> str:
     """Ledger column of an MLflow metric name: ``measure/lambda_max`` -> ``measure.lambda_max`` (the first ``/``
     becomes ``.``; collect logs ``<group>/<key>`` so MLflow's run page groups metrics). A store written before
     diagnostics were told apart holds them as ``measure.<key>``: when the measure registry declares ``<key>`` a
-    diagnostic (``output_kind``), the column is ``diag.<key>``. Names already dotted keep their form."""
+    diagnostic (``collect.catalog.output_kind``), the column is ``diag.<key>``. Names already dotted keep their form."""
     group, slash, key = name.partition("/")
     if slash and "." not in group:
         name = f"{group}.{key}"
-    if name.startswith(MEASURE) and _output_kind(name.removeprefix(MEASURE)) == "diagnostic":
+    if name.startswith(MEASURE) and output_kind(name.removeprefix(MEASURE)) == "diagnostic":
         return DIAG + name.removeprefix(MEASURE)
     return name
-
-
-@functools.cache
-def _output_kind(key: str) -> str:
-    """``collect.measures.registry.output_kind``; 'unknown' where collect's measures cannot be imported."""
-    try:
-        from collect.measures.registry import output_kind
-    except Exception:  # torch missing or a broken measure module: keep the stored names
-        return "unknown"
-    return output_kind(key)
 
 
 def run_row(run: Any, experiment: str) -> dict[str, Any]:
@@ -162,8 +163,14 @@ def _find_experiment(client: Any, name: str | None, uri: str) -> Any:
     return candidates[0]
 
 
-def load_file(path: Path) -> pl.DataFrame:
-    """A CSV or Parquet ledger; it needs at least one ``measure.*`` and one ``gen.*`` column, and at least one row."""
+def load_file(path: Path, ledger_format: str = AUTO) -> pl.DataFrame:
+    """A CSV or Parquet ledger; it needs at least one ``measure.*`` and one ``gen.*`` column, and at least one row.
+
+    ``ledger_format``: "flatlas", "rgm" (the Robust-Generalization-Measures convention, read through
+    ``analyze.public_ledger.to_flatlas``; its rows get ``tag.ledger_format`` = "rgm") or "auto" (rgm when the file
+    has ``complexity.*`` columns and no ``measure.*`` one). A CSV header with a repeated column name or a name that
+    is not UTF-8 is an error naming the column.
+    """
     path = Path(path)
     if not path.exists():
         raise LedgerError(f"ledger file {path} does not exist")
@@ -174,13 +181,60 @@ def load_file(path: Path) -> pl.DataFrame:
         if suffix in (".parquet", ".pq"):
             frame = pl.read_parquet(path)
         else:  # every row decides a column's type, so a late text cell cannot break parsing
+            check_header(path, "\t" if suffix == ".tsv" else ",")
             frame = pl.read_csv(path, separator="\t" if suffix == ".tsv" else ",", infer_schema_length=None)
     except pl.exceptions.NoDataError:
         raise LedgerError(f"ledger file {path} is empty: the ledger has no rows (one row per run, with a header)") from None
     except (pl.exceptions.PolarsError, OSError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise LedgerError(f"ledger file {path} could not be read ({first}); check that it is a valid {suffix[1:]} file") from None
-    return validate(frame, str(path), from_file=True)
+    return validate(convert_format(frame, ledger_format, str(path)), str(path), from_file=True)
+
+
+LEDGER_FORMAT = f"{TAG}ledger_format"
+
+
+def convert_format(frame: pl.DataFrame, ledger_format: str, source: str) -> pl.DataFrame:
+    """The frame in flatlas columns: unchanged for "flatlas", converted for "rgm", detected for "auto"."""
+    try:
+        fmt = resolve_format(frame.columns, ledger_format)
+        if fmt != RGM:
+            return frame
+        converted = to_flatlas(frame).frame
+    except ValueError as exc:
+        raise LedgerError(f"{source}: {exc} (--ledger-format {ledger_format})") from None
+    return converted.with_columns(pl.lit(RGM).alias(LEDGER_FORMAT))
+
+
+def check_header(path: Path, separator: str) -> None:
+    """Raise ``LedgerError`` when the CSV header repeats a column name or has a name that is not UTF-8.
+
+    The header line is split as bytes (decoded as Latin-1, which maps every byte to one character, so the split is
+    the CSV module's on the raw bytes) and each name is then decoded as UTF-8 strictly.
+    """
+    with open(path, "rb") as fh:
+        raw = fh.readline().rstrip(b"\r\n").removeprefix(b"\xef\xbb\xbf")
+    if not raw:
+        return
+    fields = next(csv.reader([raw.decode("latin-1")], delimiter=separator))
+    names: list[str] = []
+    for i, field in enumerate(fields, start=1):
+        data = field.encode("latin-1")
+        try:
+            names.append(data.decode("utf-8"))
+        except UnicodeDecodeError as exc:
+            raise LedgerError(
+                f"ledger file {path}: column {i} of the header ({data!r}) is not UTF-8 (byte "
+                f"{data[exc.start:exc.start + 1]!r} at position {exc.start}); save the file as UTF-8 or rename the column"
+            ) from None
+    seen: dict[str, list[int]] = {}
+    for i, name in enumerate(names, start=1):
+        seen.setdefault(name, []).append(i)
+    repeated = {n: cols for n, cols in seen.items() if len(cols) > 1}
+    if repeated:
+        listed = "; ".join(f"{n!r} in columns {', '.join(map(str, cols))}" for n, cols in repeated.items())
+        raise LedgerError(f"ledger file {path}: duplicate column name {listed}; each column needs its own name "
+                          "(rename or remove the repeated one)")
 
 
 def validate(frame: pl.DataFrame, source: str, from_file: bool = False) -> pl.DataFrame:
@@ -195,9 +249,13 @@ def validate(frame: pl.DataFrame, source: str, from_file: bool = False) -> pl.Da
         raise LedgerError(f"{source}: the ledger has no rows (a header without runs); it needs one row per run")
     missing = [p for p in (MEASURE, GEN) if not any(c.startswith(p) for c in frame.columns)]
     if missing:
+        hint = ""
+        if MEASURE in missing and any(c.startswith(COMPLEXITY) for c in frame.columns):
+            hint = ("; its complexity.* columns follow the Robust-Generalization-Measures convention: read it with "
+                    "--ledger-format rgm (or auto)")
         raise LedgerError(
             f"{source}: no column starting with {' or '.join(repr(m) for m in missing)}; a ledger has one row per run "
-            f"with columns like measure.hessian_trace and gen.test_acc (see README, 'Ledger columns')"
+            f"with columns like measure.hessian_trace and gen.test_acc (see docs/statistics.md, 'Ledger columns'){hint}"
         )
     if "status" not in frame.columns:
         frame = frame.with_columns(pl.lit("FINISHED").alias("status"))
@@ -301,7 +359,9 @@ def prepare(ledger: pl.DataFrame, target: str | None = None, measures: Sequence[
       warning saying how many were dropped (a run that trained twice must count once);
     - ``measure.*`` columns that are not numeric, or have no finite value among the FINISHED runs, are skipped with
       the reason; naming such a column in ``measures`` is an error;
-    - ``target``: an error when no FINISHED run has a finite value of it.
+    - ``target``: an error when no FINISHED run has a finite value of it;
+    - ±inf cells of ``measure.*``/``gen.*`` columns among the FINISHED runs are counted in a warning per column
+      (the statistics treat them as missing, like blank and NaN cells).
     """
     warnings: list[str] = []
     ledger = _drop_repeated_configurations(ledger, warnings)
@@ -313,6 +373,7 @@ def prepare(ledger: pl.DataFrame, target: str | None = None, measures: Sequence[
         ledger = ledger.with_columns(pl.col(c).str.strip_chars().cast(pl.Float64, strict=False) for c in numeric)
         done = ledger.filter(pl.col("status") == "FINISHED") if "status" in ledger.columns else ledger
     _warn_mixed_convergence(done, warnings)
+    warnings.extend(infinite_cells(done))
     named = {m if m.startswith(MEASURE) else MEASURE + m for m in measures or ()}
     skipped: list[SkippedColumn] = []
     for column in (c for c in ledger.columns if c.startswith(MEASURE)):
@@ -349,9 +410,22 @@ def _warn_mixed_convergence(done: pl.DataFrame, warnings: list[str]) -> None:
         warnings.append(
             f"{done.height - reached} of {done.height} finished runs stopped before their stopping target "
             f"(train.converged = 0: an epoch or step cap ended them) and {reached} reached it; how far training got "
-            f"moves the gap by itself: compare runs at one target (Jiang et al. 2020) with --where train.converged=1, or "
-            f"raise the spec's epoch or step cap so that more runs reach it"
+            f"moves the gap by itself. By default the analysis uses only the runs at the target (Jiang et al. 2020 "
+            f"compare runs at one target) and --all-runs pools them, as here: drop --all-runs, or raise the spec's "
+            f"epoch or step cap so that more runs reach the target"
         )
+
+
+def infinite_cells(done: pl.DataFrame) -> list[str]:
+    """One warning per numeric ``measure.*``/``gen.*`` column with ±inf cells: how many, and in which runs."""
+    out = []
+    for column in (c for c in done.columns if c.startswith((MEASURE, GEN)) and done.schema[c].is_float()):
+        mask = done[column].is_infinite().fill_null(False)
+        count = int(mask.sum())
+        if count:
+            out.append(f"{column}: {count} of {done.height} finished runs have ±inf ({_rows(done, mask)}); "
+                       "those cells are left out of every statistic of the column, like blank and NaN cells")
+    return out
 
 
 def _finite_count(frame: pl.DataFrame, column: str) -> int:
@@ -392,10 +466,12 @@ def _drop_repeated_configurations(ledger: pl.DataFrame, warnings: list[str]) -> 
     return indexed.filter(~pl.col("_row").is_in(dropped["_row"].implode())).drop("_row")
 
 
-def load_ledger(*, tracking_uri: str | None = None, experiment: str | None = None, ledger_path: Path | None = None) -> pl.DataFrame:
-    """The ledger from a file (``ledger_path``) or from MLflow; raises ``LedgerError`` with a fix on bad input."""
+def load_ledger(*, tracking_uri: str | None = None, experiment: str | None = None, ledger_path: Path | None = None,
+                ledger_format: str = AUTO) -> pl.DataFrame:
+    """The ledger from a file (``ledger_path``, in ``ledger_format``, see ``load_file``) or from MLflow; raises
+    ``LedgerError`` with a fix on bad input."""
     if ledger_path is not None:
-        return load_file(Path(ledger_path))
+        return load_file(Path(ledger_path), ledger_format)
     return validate(load_from_mlflow(tracking_uri, experiment), f"experiment {experiment or '(most recent)'}")
 
 
@@ -414,7 +490,7 @@ def load_per_sample(
     """Per-sample artifacts ``per_sample/<measure>.parquet`` of the ledger's runs, by run id (runs without one are left out).
 
     Runs whose artifacts live in a local folder (a SQLite store's ``file://`` artifact root) are read in place; the
-    others are downloaded through ``MlflowClient`` (issue 14: one download per run took 70 s of a 2,187-run report).
+    others are downloaded through ``MlflowClient`` (one download per run takes 70 s of a 2,187-run report).
     """
     from collect.tracking import resolve_tracking_uri, sqlite_path
 

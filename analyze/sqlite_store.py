@@ -1,8 +1,8 @@
 """Read an MLflow SQLite store directly: runs, latest metrics, params and tags; artifact folders; metric histories.
 
 Why: ``MlflowClient`` builds an ORM object per metric, param and tag and downloads artifacts one run at a time,
-which at the scale of a study (2,187 runs) took 11 s to load the ledger and 70 s to fetch per-sample artifacts
-(issue 14). These readers open the database read-only with ``sqlite3`` and return what the client returns; each is
+which at the scale of a study (2,187 runs) takes 11 s to load the ledger and 70 s to fetch per-sample artifacts.
+These readers open the database read-only with ``sqlite3`` and return what the client returns; each is
 tested equal to the client path (tests/analyze/test_ledger.py), and every caller falls back to the client when a
 reader returns None (a tracking server, or a file that is not such a store). The tables read (``experiments``,
 ``runs``, ``latest_metrics``, ``metrics``, ``params``, ``tags``) are MLflow's SQLAlchemy schema, stable across 3.x.
@@ -60,8 +60,8 @@ def read_sqlite_store(db: Path, experiment: str | None) -> tuple[str, list[_Stor
     """The active runs of ``experiment`` read straight from an MLflow SQLite store with four read-only queries, or
     None when the file does not look like one (the caller then goes through ``MlflowClient``).
 
-    ``MlflowClient.search_runs`` took 10.9 s on the 2,187-run ``study`` store, this 1-2 s (issue 14: loading 2,000
-    runs must take ≤ 10 s). What it returns is what ``search_runs`` returns: params, the *latest* value of each metric (MLflow's own
+    ``MlflowClient.search_runs`` takes 10.9 s on the 2,187-run ``study`` store, this 1-2 s (the goal: 2,000 runs
+    load in ≤ 10 s). What it returns is what ``search_runs`` returns: params, the *latest* value of each metric (MLflow's own
     ``latest_metrics`` table, NaN where ``is_nan``), tags, runs in MLflow's default order (start_time descending,
     then run id), lifecycle 'active' only; the experiment chosen as ``_find_experiment`` chooses it. Tested equal,
     frame for frame, to the ``MlflowClient`` path (tests/analyze/test_ledger.py).

@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from collect.config import DataConfig, SpecError
+from collect.run_data import Dataset
 
 N_BITS = 7
 N_INPUTS = 2**N_BITS
@@ -40,10 +41,8 @@ def boolean_target(target: str) -> np.ndarray:
     )
 
 
-def load_boolean(cfg: DataConfig, seed: int):  # -> collect.data.Dataset (imported lazily: data.py imports us)
+def load_boolean(cfg: DataConfig, seed: int) -> Dataset:
     """S, A and E for the Boolean system with the data seed ``seed`` (same cfg and seed: identical arrays)."""
-    from collect.data import Dataset
-
     if cfg.binary is not None:
         raise SpecError(f"data.binary = {cfg.binary!r}: the boolean dataset is already binary; remove data.binary")
     n_s, n_e, n_a = cfg.n_train, cfg.n_test, cfg.attack_size

@@ -33,7 +33,7 @@ from typing import Iterable
 
 from mlflow import MlflowClient
 
-from collect.tracking import TAG_HASH, TAG_KIND
+from collect.tags import TAG_HASH, TAG_KIND
 
 TAG_OWNER = "worker"  # host:pid of the process that runs (and heartbeats) the run
 TAG_HEARTBEAT = "claim.heartbeat"  # unix seconds of the owner's last sign of life

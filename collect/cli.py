@@ -52,10 +52,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--debug", action="store_true", help="show the full traceback of an error instead of one line")
     p.add_argument("--retries", type=int, default=2,
                    help="re-runs of a configuration whose worker died or whose store write failed, before it is recorded FAILED (default 2)")
-    p.add_argument("--stack", action="store_true",
+    p.add_argument("--stack", nargs="?", const="on", default="auto", choices=("auto", "on", "off"),
                    help="train runs that share a shape (differing in seed, lr, weight decay, momentum, dropout, init scale) "
-                        "together as one stacked model in this process (collect.stacked), then measure and log them in --workers processes; "
-                        "the others run as usual")
+                        "together as one stacked model (collect.train_stacked), then measure and log them in --workers processes; "
+                        "the others run as usual. auto (default): only the groups a cost model says pay (collect.stack_cost: "
+                        ">= 4 runs, small steps, enough training), never with --executor dask; on (or bare --stack): every "
+                        "supported group of >= 2; off: none. The choice is printed")
+    p.add_argument("--probe", action="store_true",
+                   help="convergence probe: train one seed of every grid cell with a generous cap, no measures and no MLflow "
+                        "runs; print which cells reach the target and when, the axis levels that cannot, and a suggested cap "
+                        "(collect.probe); the result is saved beside the store and shown by --dry-run")
+    p.add_argument("--probe-cap-epochs", type=int, default=None,
+                   help="epoch cap of --probe (default: 3 x the spec's stop.max_epochs, or 300)")
     return p
 
 
@@ -69,10 +77,12 @@ def main(argv: list[str] | None = None) -> int:
         print("\ninterrupted: finished runs are kept; re-run the same command to resume the rest", file=sys.stderr)
         return 130
     except Exception as exc:
-        from collect.store_check import StoreError
+        from collect.store_check import StoreError, resolve_tracking_uri, write_failure_error
 
         if args.debug:
             raise
+        if not isinstance(exc, StoreError):  # a full disk (or another write the store refused), wherever it surfaced
+            exc = write_failure_error(resolve_tracking_uri(args.tracking_uri), f"{type(exc).__name__}: {exc}") or exc
         executors = sys.modules.get("collect.executors")  # not imported just to classify an error: it loads torch
         known = isinstance(exc, (SpecError, StoreError)) or (executors is not None and isinstance(exc, executors.ExecutorError))
         message = str(exc) if known else f"{type(exc).__name__}: {exc}"
@@ -86,46 +96,66 @@ def main(argv: list[str] | None = None) -> int:
 
 def _main(args: argparse.Namespace, argv: list[str] | None) -> int:
     uri = None
-    if not (args.list or args.dry_run):  # first, before torch is imported: an unusable store fails in seconds
+    if not (args.list or args.dry_run or args.probe):  # first, before torch is imported: an unusable store fails in seconds
         from collect.store_check import check_store, resolve_tracking_uri
 
         uri = resolve_tracking_uri(args.tracking_uri)
         check_store(uri)
+    if args.experiment is not None and not args.experiment.strip():
+        raise SpecError("--experiment '': give the MLflow experiment a non-empty name (or leave the flag out: the sweep's name)")
     from collect.preflight import check_runs
-    from collect.sweep import expand, find_sweep, list_sweeps, load_spec
+    from collect.sweep import expand, find_sweep, list_sweeps, load_spec, plan_warnings
 
     if args.list:
         for spec in list_sweeps():
-            scales = ", ".join(spec.scales) or "-"
-            print(f"{spec.name:<18} scales: {scales:<20} {spec.description.splitlines()[0] if spec.description else ''}")
+            scales = ", ".join(f"{s} (default)" if s == spec.default_scale else s for s in spec.scales) or "-"
+            print(f"{spec.name:<18} scales: {scales:<34} {spec.description.splitlines()[0] if spec.description else ''}")
         return 0
     spec = load_spec(args.config) if args.config else load_spec(find_sweep(args.sweep or "quick"))
     runs = expand(spec, args.scale, args.seeds)
     if args.max_runs is not None:
         runs = runs[: args.max_runs]
+    if args.probe or args.dry_run:
+        from collect.probe import probe_path
+        from collect.store_check import resolve_tracking_uri
+
+        scale = args.scale or str(spec.default_scale or "default")
+        probe_file = probe_path(resolve_tracking_uri(args.tracking_uri), spec.name, scale)
+    if args.probe:
+        return _probe(args, spec.name, scale, runs, probe_file)
     if args.dry_run:
-        warnings = check_runs(runs)
+        warnings = plan_warnings(spec, args.scale, args.seeds) + check_runs(runs)
         for i, r in enumerate(runs):
             print(f"{i:4d}  {r.config_hash}  seed={r.config.seed}  {r.intervention}")
         for warning in warnings:
             print(warning, file=sys.stderr)
         print(f"{len(runs)} runs in sweep '{spec.name}'" + (f" (scale {args.scale})" if args.scale else "") + "; checks passed")
+        from collect.probe import dry_run_lines
+
+        for line in dry_run_lines(probe_file, runs):
+            print(line)
         return 0
 
     from collect.executors import open_executor
     from collect.runner import run_sweep
-    for warning in check_runs(runs):
+    for warning in plan_warnings(spec, args.scale, args.seeds) + check_runs(runs):
         print(warning, file=sys.stderr)
     command = "python -m collect " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
-    with open_executor(args.executor, workers=args.workers, scheduler=args.scheduler, retries=args.retries) as (executor, threads):
-        if args.stack:  # opt-in (issue 14): stackable runs train together, the rest go to `executor`
-            from collect.stacked import stacked_executor
+    from collect.stack_cost import choose, why_not
 
-            from collect.executors import usable_cores
+    stacking = choose(runs, args.stack, args.executor)
+    if stacking.stacked:
+        print(stacking.line(), flush=True)
+    with open_executor(args.executor, workers=args.workers, scheduler=args.scheduler, retries=args.retries) as (executor, threads):
+        if stacking.stacked:  # the chosen stacks train together, the rest go to `executor`
+            from collect.stack_executor import stacked_executor
+
+            from collect.executors import local_workers
 
             # measuring and logging of stacked runs: in --workers local processes (with dask: in this process)
-            workers = (args.workers or usable_cores()) if args.executor == "local" else 1
-            executor = stacked_executor(executor, workers=workers, retries=args.retries)
+            workers = local_workers(args.workers) if args.executor == "local" else 1
+            executor = stacked_executor(executor, workers=workers, retries=args.retries,
+                                        pays=why_not if args.stack == "auto" else None)
         summary = run_sweep(
             runs,
             sweep=spec.name,
@@ -137,7 +167,10 @@ def _main(args: argparse.Namespace, argv: list[str] | None) -> int:
                          "executor": args.executor},
             progress=not args.no_progress,
             torch_threads=threads,
+            checked=True,  # check_store and check_runs ran above, once
         )
+    if not stacking.stacked and args.stack != "off":
+        print(stacking.line())
     if summary.parent_run_id is None:
         print(f"sweep '{spec.name}': 0 finished, 0 failed, {summary.skipped} already done (of {summary.planned}): nothing to "
               f"do, no parent run was logged -> {uri} (experiment id {summary.experiment_id})")
@@ -147,9 +180,34 @@ def _main(args: argparse.Namespace, argv: list[str] | None) -> int:
         f"{summary.elsewhere} taken by another invocation (of {summary.planned}) in {summary.seconds:.0f}s -> {uri} "
         f"(experiment id {summary.experiment_id})"
     )
+    from collect.levels import target_summary
+
+    at_target = target_summary(runs, summary.outcomes)
+    if at_target is not None:
+        print(at_target.line())
     for o in summary.outcomes:
         if o.status == "FAILED":
             print(f"  failed {o.run_id}: {o.reason.splitlines()[0] if o.reason else ''}")
+    if summary.parent_status != "FINISHED":
+        print(f"  note: another invocation closed this invocation's parent run {summary.parent_run_id} as "
+              f"{summary.parent_status} while it was stopped; that status stays")
     # A diverged run is a recorded result, not a crash: fail the command only when nothing could finish, here or in
     # another invocation.
     return 1 if summary.outcomes and summary.finished == 0 and summary.elsewhere == 0 else 0
+
+
+def _probe(args: argparse.Namespace, sweep: str, scale: str, runs: list, path: Path) -> int:
+    """``--probe``: train one seed per cell (``collect.probe``), print the findings, save them to ``path``."""
+    from collect.preflight import check_runs
+    from collect.probe import report_lines, run_probe
+
+    for warning in check_runs(runs):
+        print(warning, file=sys.stderr)
+    result = run_probe(sweep, scale, runs, cap_epochs=args.probe_cap_epochs, stack=args.stack == "on", device=args.device,
+                       log=lambda line: print(line, flush=True))
+    for line in report_lines(result):
+        print(line)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(result.to_json())
+    print(f"probe result written to {path}")
+    return 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import types
 import typing
 from dataclasses import dataclass, field, fields
@@ -19,6 +20,7 @@ DATASET_PREFIXES = ("idx:", "cifar10:")
 ARCHS = ("affine", "fcn", "fcn_bn", "lenet5", "vgg")
 ACTIVATIONS = ("relu", "tanh")
 LOSSES = ("cross_entropy", "mse", "mse_mean")  # formulas in collect/losses.py
+LOSS_WORDS = {"cross_entropy": "cross-entropy", "mse": "squared error", "mse_mean": "mean squared error"}
 OPTIMIZERS = ("sgd", "gd", "adam", "adamw", "rmsprop", "adagrad", "sam", "entropy_sgd")
 
 
@@ -49,6 +51,8 @@ class DataConfig:
         _positive(self.n_test, f"{prefix}.n_test")
         if self.attack_size < 0:
             raise SpecError(f"{prefix}.attack_size = {self.attack_size} must be >= 0")
+        if self.data_seed is not None and self.data_seed < 0:
+            raise SpecError(f"{prefix}.data_seed = {self.data_seed} must be >= 0 (numpy's generators take no negative seed)")
         if isinstance(self.binary, str) and self.binary != "low_high":
             raise SpecError(f"{prefix}.binary = {self.binary!r}: use 'low_high' or a pair of class ids like [3, 5]")
         if isinstance(self.binary, tuple) and len(self.binary) != 2:
@@ -113,11 +117,13 @@ class OptimConfig:
 
 @dataclass(frozen=True)
 class StopConfig:
-    """When training stops; any combination, the first criterion met wins (papers 000, 002, 004).
+    """When training stops and what a sweep's runs are compared at (papers 000, 002, 004; Jiang et al. 2020).
 
     The step budget is min(max_steps, max_epochs × steps per epoch) over the limits the spec sets; neither has a
     default, so no budget is ever capped by a value the user did not write, and a spec must set at least one.
-    With full-batch GD one epoch is one step.
+    With full-batch GD one epoch is one step. A target (train_acc and/or train_loss, plus extra_epochs of
+    overtraining) makes the target the comparison point and the budget a safety cap; without one the budget is the
+    comparison point (``comparison_point``). The rule itself is ``collect.stop_rule``.
     """
 
     max_steps: int | None = None
@@ -126,6 +132,26 @@ class StopConfig:
     train_loss: float | None = None  # stop once full-train cross-entropy <= this (e.g. 0.01)
     extra_epochs: int = 0  # overtraining: continue this many epochs after a threshold is met
     eval_every: int | None = None  # steps between full-train evaluations and curve points; None: once per epoch
+
+    @property
+    def comparison_point(self) -> Literal["target", "budget"]:
+        """What a sweep's runs are compared at: "target" when train_acc or train_loss is set (max_steps /
+        max_epochs are then safety caps), else "budget" (the step budget is the comparison point)."""
+        return "target" if self.train_acc is not None or self.train_loss is not None else "budget"
+
+    def label(self, loss: str = "cross_entropy") -> str:
+        """The comparison point in words, e.g. "train cross-entropy <= 0.01 + 5 epochs" or "10000 steps";
+        ``loss`` names the training loss a train_loss target is about (``RunConfig.loss``)."""
+        if self.comparison_point == "target":
+            parts = []
+            if self.train_acc is not None:
+                parts.append(f"train accuracy >= {self.train_acc:g}")
+            if self.train_loss is not None:
+                parts.append(f"train {LOSS_WORDS.get(loss, loss)} <= {self.train_loss:g}")
+            text = " or ".join(parts)
+            return f"{text} + {self.extra_epochs} epochs" if self.extra_epochs else text
+        caps = [f"{n} {unit}" for n, unit in ((self.max_steps, "steps"), (self.max_epochs, "epochs")) if n is not None]
+        return " or ".join(caps) + (" (whichever comes first)" if len(caps) > 1 else "")
 
     def validate(self, prefix: str) -> None:
         if self.max_steps is None and self.max_epochs is None:
@@ -185,13 +211,21 @@ class RunConfig:
 
     def validate(self) -> "RunConfig":
         _choice(self.loss, LOSSES, "loss")
+        if self.seed < 0:
+            raise SpecError(f"seed = {self.seed} must be >= 0 (numpy's generators take no negative seed); use seeds = [0, 1, 2]")
         for section in ("data", "model", "optim", "stop", "transform"):
+            _finite_floats(getattr(self, section), section)
             getattr(self, section).validate(section)
         return self
 
     @property
     def data_seed(self) -> int:
         return self.seed if self.data.data_seed is None else self.data.data_seed
+
+    @property
+    def comparison_label(self) -> str:
+        """``stop.label`` for this run's loss: the comparison point in words (the ``comparison_point`` tag)."""
+        return self.stop.label(self.loss)
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
@@ -345,6 +379,14 @@ def _type_name(tp: Any) -> str:
     args = typing.get_args(tp)
     names = [getattr(a, "__name__", str(a)) for a in args] if args else [getattr(tp, "__name__", str(tp))]
     return " or ".join("nothing" if n == "NoneType" else n for n in names)
+
+
+def _finite_floats(section: Any, prefix: str) -> None:
+    """Every float field of a config section is a finite number (TOML reads ``inf`` and ``nan``)."""
+    for f in fields(section):
+        value = getattr(section, f.name)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise SpecError(f"{prefix}.{f.name} = {value}: must be a finite number")
 
 
 def _positive(value: int, where: str) -> None:

@@ -22,24 +22,9 @@ import numpy as np
 
 from collect.config import DataConfig, SpecError
 from collect.datasets import Pool, load_labels, load_pool
+from collect.run_data import Dataset  # noqa: F401 - the type load_dataset returns, importable from here
 
 _CHUNK = 4096  # rows standardised at a time
-
-
-@dataclass(frozen=True, eq=False)
-class Dataset:
-    """One run's data. Image data keeps its image view (C, H, W); models flatten it themselves when needed."""
-
-    name: str
-    x_train: np.ndarray  # float32 (n_train + attack_size, *input_shape): the S points first, then the A points
-    y_train: np.ndarray  # int64 labels as trained on (attack points carry their wrong labels)
-    y_train_true: np.ndarray  # int64 true labels (equal to y_train except on attack points)
-    is_attack: np.ndarray  # bool, True for the A points
-    x_test: np.ndarray  # float32 (n_test, *input_shape)
-    y_test: np.ndarray  # int64
-    num_classes: int  # 2 after binary relabelling
-    input_shape: tuple[int, ...]  # (C, H, W) for images, (L,) for mnist1d / boolean
-    class_names: tuple[str, ...]
 
 
 @dataclass(frozen=True, eq=False)

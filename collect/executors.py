@@ -38,8 +38,10 @@ from typing import Any, Callable, Iterator, Mapping, Protocol, Sequence
 from urllib.parse import urlparse
 
 from collect import tracking
+from collect.store_check import write_failure
 from collect.runner import Executor, RunOutcome, SweepTarget, run_one
 from collect.sweep import PlannedRun
+from collect.train_stacked import replay_train
 
 DEFAULT_RETRIES = 2
 TAG_FAILURE_KIND = "failure_kind"  # worker_died | error | interrupted: why an attempt ended without a result
@@ -60,6 +62,11 @@ def usable_cores() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # macOS, Windows
         return os.cpu_count() or 1
+
+
+def local_workers(workers: int | None) -> int:
+    """Runs the local executor trains at once: ``--workers`` when given, else every usable core."""
+    return workers or usable_cores()
 
 
 def threads_per_run(cores: int, runs_in_parallel: int) -> int:
@@ -100,7 +107,7 @@ def run_attempt(planned: PlannedRun, target: SweepTarget, retries: int, host_slo
     The worker-death count lives in the store, so it also bounds re-runs that a Dask scheduler makes on its own
     when a worker dies (``distributed.scheduler.allowed-failures``). ``host_slots`` (Dask only): runs that can be in
     flight on each host, to size torch's thread pool on this worker. ``stacked``: the run's result of stacked
-    training (``collect.stacked.StackedRun``), which ``run_one`` then measures and logs instead of training.
+    training (``collect.train_stacked.StackedRun``), which ``run_one`` then measures and logs instead of training.
     """
     client = tracking.ensure_store(target.tracking_uri)
     h = planned.config_hash
@@ -118,8 +125,6 @@ def run_attempt(planned: PlannedRun, target: SweepTarget, retries: int, host_slo
     try:
         if stacked is None:
             return run_one(planned, target)
-        from collect.stacked import replay_train
-
         return run_one(planned, target, train_fn=replay_train(stacked))
     except Exception as exc:  # escaped run_one: the store failed around the run, not the configuration
         with contextlib.suppress(Exception):
@@ -218,7 +223,7 @@ def _submit_and_collect(runs: Sequence[PlannedRun], target: SweepTarget, pool: _
             yield outcome
             continue
         reason = error if outcome is None else outcome.reason
-        if attempt < retries:
+        if attempt < retries and not write_failure(reason):  # a full disk fails every retry: the driver stops instead
             _note(f"configuration {planned.config_hash[:12]} ({planned.intervention}): {_first_line(reason)}; "
                   f"retrying ({attempt + 1}/{retries})")
             submit(planned, attempt + 1)
@@ -289,7 +294,7 @@ def _note(message: str) -> None:
 # ---------------------------------------------------------------- local pools
 
 
-class _InlinePool:
+class InlinePool:
     """Runs each attempt in this process when it is submitted (``--workers 1``)."""
 
     max_in_flight = 1
@@ -312,7 +317,7 @@ class _InlinePool:
         pass
 
 
-class _ProcessPool:
+class ProcessPool:
     """``concurrent.futures.ProcessPoolExecutor`` (fork server, else spawn) holding at most ``workers`` attempts.
 
     A worker that dies breaks the whole pool: every attempt in flight fails with ``BrokenProcessPool`` (and counts
@@ -332,7 +337,7 @@ class _ProcessPool:
         return self._pool
 
     def call(self, fn: Callable[..., Any], *args: Any) -> Future:
-        """``fn(*args)`` on one of the pool's workers (``collect.stacked`` trains its stacks there)."""
+        """``fn(*args)`` on one of the pool's workers (``collect.stack_executor`` trains its stacks there)."""
         return self._open().submit(fn, *args)
 
     def submit(self, planned: PlannedRun, target: SweepTarget, retries: int, attempt: int) -> Future:
@@ -388,9 +393,9 @@ def local_executor(workers: int | None = None, retries: int = DEFAULT_RETRIES) -
 
     def execute(runs: Sequence[PlannedRun], target: SweepTarget) -> Iterator[RunOutcome]:
         if n == 1:
-            return drive(runs, target, _InlinePool(), retries)
+            return drive(runs, target, InlinePool(), retries)
         # per-run training bars from several processes would interleave; the driver's sweep bar stays
-        return drive(runs, replace(target, progress=False), _ProcessPool(min(n, max(1, len(runs)))), retries)
+        return drive(runs, replace(target, progress=False), ProcessPool(min(n, max(1, len(runs)))), retries)
 
     return execute
 
@@ -522,7 +527,7 @@ def open_executor(kind: str = "local", *, workers: int | None = None, scheduler:
     if kind == "local":
         if scheduler:
             raise ExecutorError("--scheduler needs --executor dask (the local executor runs on this machine only)")
-        n = workers or usable_cores()
+        n = local_workers(workers)
         yield local_executor(n, retries), threads_per_run(usable_cores(), n)
     elif kind == "dask":
         if scheduler and workers is not None:

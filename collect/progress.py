@@ -4,14 +4,26 @@ which ``collect.runner`` uses on a terminal, draws nothing into a pipe or a file
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from collect.runner import RunOutcome
-    from collect.sweep import PlannedRun
+from typing import Any, Mapping, Protocol
 
 
-def progress_line(done: int, total: int, sweep: str, number: int, planned: PlannedRun, outcome: RunOutcome) -> str:
+class Outcome(Protocol):
+    """What a progress line reads of a run's outcome (``collect.runner.RunOutcome`` has it)."""
+
+    status: str
+    seconds: float
+    metrics: Mapping[str, float]
+    reason: str
+
+
+class Planned(Protocol):
+    """What a progress line reads of a planned run (``collect.sweep.PlannedRun`` has it)."""
+
+    intervention: str
+    config: Any
+
+
+def progress_line(done: int, total: int, sweep: str, number: int, planned: Planned, outcome: Outcome) -> str:
     """One line per finished run, for logs: ``[12/32] done quick #11 (batch_size=500, seed=0) 3.1 s, test_acc 0.861``,
     or ``[13/32] FAILED quick #12 (...) 0.4 s: <first line of the reason>``; ``#`` numbers as ``--dry-run`` does."""
     head = f"[{done}/{total}] {'done' if outcome.status == 'FINISHED' else outcome.status} {sweep} #{number} ({planned.intervention}, seed={planned.config.seed}) {outcome.seconds:.1f} s"

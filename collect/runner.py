@@ -6,6 +6,8 @@ measure error, a bug), or KILLED on Ctrl-C. Nothing already logged is touched by
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -17,13 +19,16 @@ import torch
 from tqdm.auto import tqdm
 
 from collect.config import RunConfig
+from collect.levels import shares_json, target_summary
 from collect.losses import get_loss
 from collect.measures.context import MeasureContext, MeasureResult, MeasureSkipped
 from collect.measures.registry import get_measure
 from collect.progress import print_line, progress_line
+from collect.store_check import write_failure_error
 from collect.sweep import PlannedRun
 from collect import claims, tracking
 from collect.train import Diverged, TensorData, train
+from collect.train_outcome import chance_level, outcome_metrics, outcome_tags
 
 
 @dataclass(frozen=True)
@@ -117,7 +122,7 @@ def compute_measures(ctx: MeasureContext, names_and_options: Sequence[tuple[str,
 def run_one(planned: PlannedRun, target: SweepTarget, train_fn: Callable | None = None) -> RunOutcome:
     """Claim, train and measure one configuration, logging everything as a child run of ``target.parent_run_id``.
 
-    ``train_fn`` (None: ``collect.train.train``) is replaced by ``collect.stacked`` to hand over weights trained
+    ``train_fn`` (None: ``collect.train.train``) is replaced by ``collect.train_stacked.replay_train`` to hand over weights trained
     in a stack instead of training here.
 
     SKIPPED (nothing trained, the claim run deleted) when another invocation already finished or trains it.
@@ -161,16 +166,16 @@ def _train_measure_log(
         device = resolve_device(target.device)
         dataset = load_dataset(cfg.data, cfg.data_seed)
         data = to_tensors(dataset, device)
-        tracking.log_dataset(client, run_id, f"{dataset.name}-train", dataset.x_train, dataset.y_train, "training")
-        tracking.log_dataset(client, run_id, f"{dataset.name}-test", dataset.x_test, dataset.y_test, "testing")
+        tracking.log_datasets(client, run_id, [(f"{dataset.name}-train", dataset.x_train, dataset.y_train, "training"),
+                                               (f"{dataset.name}-test", dataset.x_test, dataset.y_test, "testing")])
         model = build_model(cfg.model, dataset.input_shape, dataset.num_classes, cfg.seed).to(device)
         loss_fn = get_loss(cfg.loss)
 
-        def context(m: torch.nn.Module, init_state, step=None, next_iterate=None) -> MeasureContext:
+        def context(m: torch.nn.Module, init_state, step=None, next_iterate=None, curves=None) -> MeasureContext:
             return MeasureContext(
                 model=m, config=cfg, x_train=data.x_train, y_train=data.y_train, x_test=data.x_test, y_test=data.y_test,
                 is_attack=data.is_attack, num_classes=dataset.num_classes, loss_fn=loss_fn, init_state=init_state,
-                device=device, seed=cfg.seed, next_iterate=next_iterate, step=step,
+                device=device, seed=cfg.seed, next_iterate=next_iterate, step=step, curves=curves,
             )
 
         init_state = {k: v.detach().clone() for k, v in model.named_parameters()}
@@ -188,15 +193,14 @@ def _train_measure_log(
             cfg, model, data, loss_fn, lambda m: build_optimizer(cfg.optim, m, loss_fn), on_eval=on_eval,
             progress=target.progress, transform_at=(mid, lambda m: apply_transforms(m, cfg)) if mid else None,
         )
-        tracking.log_curves(client, run_id, result.curves)
         model = (result.model if mid else apply_transforms(result.model, cfg)).eval()
-        ctx = context(model, result.init_state, next_iterate=result.next_iterate)
+        ctx = context(model, result.init_state, next_iterate=result.next_iterate, curves=result.curves)
         specs = [("generalization", {})] + [(m.name, dict(m.options)) for m in cfg.measures if m.name != "generalization"]
         metrics, frames, tags = compute_measures(ctx, specs)
-        metrics.update({"train.steps": result.steps, "train.epochs": result.epochs, "train.seconds": result.seconds, "train.converged": float(result.converged)})
-        tracking.log_metrics(client, run_id, metrics)
-        tags.update({"stop_reason": result.stop_reason, "converged": str(result.converged)})
-        tracking.log_tags(client, run_id, tags)
+        metrics.update(outcome_metrics(cfg, result.steps, result.epochs, result.seconds, result.target_step,
+                                       result.curves[-1]["train_acc"], chance_level(dataset.y_train)))
+        tags.update(outcome_tags(cfg, result.stop_reason))
+        tracking.log_run(client, run_id, metrics=metrics, curves=result.curves, tags=tags)  # one write (log_batch)
         artifacts: dict = {"config.json": cfg.to_dict(), "curves.json": result.curves}
         artifacts.update({f"per_sample/{name}.parquet": frame for name, frame in frames.items()})
         if cfg.save_weights:
@@ -208,8 +212,8 @@ def _train_measure_log(
             reason = "; ".join(f"{k.removeprefix('measure_error.')}: {v}" for k, v in errors.items())
             tracking.terminate(client, run_id, "FAILED", f"measure failed: {reason}")
             return RunOutcome(planned.config_hash, run_id, "FAILED", reason, time.perf_counter() - started, metrics)
-        if not _still_claimed(client, run_id):
-            return RunOutcome(planned.config_hash, run_id, "FAILED", TAKEN_OVER, time.perf_counter() - started, metrics)
+        if not _still_claimed(client, run_id):  # another invocation has the configuration now: not a failure here
+            return RunOutcome(planned.config_hash, run_id, "SKIPPED", TAKEN_OVER, time.perf_counter() - started, metrics)
         tracking.terminate(client, run_id, "FINISHED")
         return RunOutcome(planned.config_hash, run_id, "FINISHED", "", time.perf_counter() - started, metrics)
     except KeyboardInterrupt:
@@ -225,8 +229,9 @@ def _train_measure_log(
         return RunOutcome(planned.config_hash, run_id, "FAILED", f"{type(exc).__name__}: {exc}", time.perf_counter() - started)
 
 
-TAKEN_OVER = ("taken over: another invocation closed this run while it trained (no heartbeat reached the store for "
-              f"{claims.STALE_S:.0f} s); its results are logged but it is not marked FINISHED")
+TAKEN_OVER = ("taken over by another invocation: it closed this run while it trained (no heartbeat reached the store "
+              f"for {claims.STALE_S:.0f} s) and trains the configuration itself; this run's results are logged but it "
+              "stays FAILED")
 
 
 def _still_claimed(client, run_id: str) -> bool:
@@ -262,6 +267,7 @@ class SweepSummary:
     skipped: int
     outcomes: tuple[RunOutcome, ...]
     seconds: float
+    parent_status: str = "FINISHED"  # another status: another invocation closed the parent first, and it stays so
 
     @property
     def finished(self) -> int:
@@ -273,7 +279,7 @@ class SweepSummary:
 
     @property
     def elsewhere(self) -> int:
-        """Configurations another invocation finished or was training when this one reached them."""
+        """Configurations another invocation finished, was training, or took over from this one (SKIPPED)."""
         return sum(o.status == "SKIPPED" for o in self.outcomes)
 
 
@@ -288,17 +294,22 @@ def run_sweep(
     parent_tags: Mapping[str, str] | None = None,
     progress: bool = True,
     torch_threads: int | None = None,
+    checked: bool = False,
 ) -> SweepSummary:
     """Check the runs and the store, close what dead invocations left RUNNING, skip configurations already FINISHED
     (resume), log a parent run and run the rest (each claimed first: ``collect.claims``), close the parent.
 
+    ``checked``: the caller has already run the pre-flight checks (``collect.preflight.check_runs`` on ``runs``
+    and ``collect.store_check.check_store`` on ``tracking_uri``, as ``python -m collect`` does before importing
+    torch), so they are not run twice; a library caller leaves it False and gets them here.
     Nothing left to do: no parent run is logged (``parent_run_id`` None).
     """
     from collect.preflight import check_runs
 
     started = time.perf_counter()
-    check_runs(runs)
-    tracking.check_store(tracking_uri)
+    if not checked:
+        check_runs(runs)
+        tracking.check_store(tracking_uri)
     client = tracking.ensure_store(tracking_uri)
     experiment_id = tracking.get_or_create_experiment(client, experiment or sweep, tracking_uri)
     tracking.close_stale_parents(client, experiment_id, STALE_PARENT)
@@ -319,6 +330,9 @@ def run_sweep(
         print_line(f"sweep {sweep}: {len(todo)} run(s) to do, {len(runs) - len(todo)} already finished")
     try:
         for outcome in stream:
+            if outcome.status == "FAILED" and (full := write_failure_error(tracking_uri, outcome.reason)) is not None:
+                _stop_after_write_failure(client, parent, stream, str(full))
+                raise full
             outcomes.append(outcome)
             bar.update(1)
             bar.set_postfix(failed=sum(o.status == "FAILED" for o in outcomes))
@@ -327,15 +341,46 @@ def run_sweep(
             elif outcome.status == "FAILED":
                 bar.write(f"run {outcome.run_id} failed: {outcome.reason.splitlines()[0] if outcome.reason else ''}")
     except KeyboardInterrupt:
-        tracking.terminate(client, parent, "KILLED", "interrupted (Ctrl-C); re-run the same command to resume")
+        tracking.terminate_if_running(client, parent, "KILLED", "interrupted (Ctrl-C); re-run the same command to resume")
         raise
     finally:
         bar.close()
     summary = SweepSummary(experiment_id, parent, len(runs), len(runs) - len(todo), tuple(outcomes), time.perf_counter() - started)
+    with _write_failures_as_one_line(tracking_uri):
+        return _close_parent(client, parent, runs, outcomes, summary)
+
+
+def _close_parent(client, parent: str, runs: Sequence[PlannedRun], outcomes: list[RunOutcome], summary: "SweepSummary") -> "SweepSummary":
+    """The parent run's counts and tags, then its status (kept if another invocation already wrote one)."""
     tracking.log_metrics(client, parent, {"runs.finished": summary.finished, "runs.failed": summary.failed, "runs.skipped": summary.skipped, "sweep.seconds": summary.seconds})
     tracking.log_tags(client, parent, {"runs.trained_elsewhere": str(summary.elsewhere)})
-    tracking.terminate(client, parent, "FINISHED")
-    return summary
+    at_target = target_summary(runs, outcomes)  # this invocation's finished runs, per axis level
+    if at_target is not None:
+        tracking.log_metrics(client, parent, {"runs.at_target": at_target.k, "runs.at_target_share": at_target.k / at_target.n})
+        tracking.log_tags(client, parent, {"at_target": at_target.line(), "at_target.levels": shares_json(at_target.shares)})
+    closed = tracking.terminate_if_running(client, parent, "FINISHED")
+    return summary if closed is None else dataclasses.replace(summary, parent_status=closed)
+
+
+@contextlib.contextmanager
+def _write_failures_as_one_line(uri: str) -> Iterator[None]:
+    """A write the store cannot take (a full disk: ``store_check.write_failure``) becomes its one-line ``StoreError``."""
+    try:
+        yield
+    except Exception as exc:
+        full = write_failure_error(uri, f"{type(exc).__name__}: {exc}")
+        if full is None:
+            raise
+        raise full from None
+
+
+def _stop_after_write_failure(client, parent: str, stream: Iterator[RunOutcome], reason: str) -> None:
+    """The store cannot take writes: cancel the runs not started, stop the workers (``stream.close()``), and try to
+    mark the parent FAILED; what cannot be written stays RUNNING with a dead owner, closed by the next invocation."""
+    with contextlib.suppress(Exception):
+        stream.close()
+    with contextlib.suppress(Exception):
+        tracking.terminate_if_running(client, parent, "FAILED", reason)
 
 
 STALE_PARENT = "driver stopped: the invocation's process ended (or sent no heartbeat) before the sweep finished; re-run the command to resume"

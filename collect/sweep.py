@@ -56,7 +56,10 @@ class SweepSpec:
 
     @property
     def scales(self) -> list[str]:
-        return sorted(self.raw.get("scales", {}))
+        """The scales a run can ask for: the declared ``[scales.*]`` and ``default_scale`` (the base config itself
+        when the spec declares no table of that name)."""
+        default = self.raw.get("default_scale")
+        return sorted(set(self.raw.get("scales", {})) | ({default} if default else set()))
 
     @property
     def default_scale(self) -> str | None:
@@ -68,11 +71,10 @@ def list_sweeps() -> list[SweepSpec]:
 
 
 def find_sweep(name: str) -> Path:
-    path = SWEEP_DIR / f"{name}.toml"
-    if not path.exists():
-        known = ", ".join(p.stem for p in sorted(SWEEP_DIR.glob("*.toml")))
-        raise SpecError(f"no built-in sweep '{name}'; built-in sweeps: {known} (or pass --config PATH)")
-    return path
+    known = {p.stem: p for p in sorted(SWEEP_DIR.glob("*.toml"))}
+    if name not in known:  # looked up by name, never joined to a path
+        raise SpecError(f"no built-in sweep '{name}'; built-in sweeps: {', '.join(known)} (or pass --config PATH)")
+    return known[name]
 
 
 def load_spec(path: Path) -> SweepSpec:
@@ -91,6 +93,9 @@ def parse_spec(raw: Mapping[str, Any], source: str = "<spec>") -> SweepSpec:
         raise SpecError(f"{source}: unknown top-level key(s) {sorted(unknown)}; a spec has {', '.join(sorted(SPEC_KEYS))}")
     if "name" not in raw:
         raise SpecError(f"{source}: missing 'name' (the sweep's name, used as the MLflow experiment)")
+    if not isinstance(raw["name"], str) or not raw["name"].strip():
+        raise SpecError(f"{source}: name = {raw['name']!r}: give the sweep a non-empty name (it names the MLflow experiment), "
+                        "e.g. name = \"my-sweep\"")
     for scale, body in raw.get("scales", {}).items():
         if not isinstance(body, Mapping):
             raise SpecError(f"{source}: scales.{scale} must be a table")
@@ -118,6 +123,7 @@ def expand(spec: SweepSpec, scale: str | None = None, seeds: list[int] | None = 
     grid = raw.get("grid", {})
     if not isinstance(grid, Mapping):
         raise SpecError(f"{where}: 'grid' must be a table of dotted field paths to lists")
+    check_axes_once(raw, where)
     factors: list[list[dict[str, Any]]] = []
     for axis, values in grid.items():
         _check_axis(axis, values, f"{where}: grid")
@@ -141,6 +147,8 @@ def expand(spec: SweepSpec, scale: str | None = None, seeds: list[int] | None = 
     seen: set[str] = set()
     for combo in combos:
         label = combo.pop("label", None)
+        if label is not None and (not isinstance(label, str) or not label.strip()):
+            raise SpecError(f"{where}: cases: label = {label!r}: give a non-empty label, or leave it out to get one from the values")
         cfg_raw = copy.deepcopy(base)
         for path, value in combo.items():
             _set_path(cfg_raw, path, value, where)
@@ -188,6 +196,61 @@ def _varies(leaf: str, hps: list[dict[str, Any]]) -> bool:
     return len({json.dumps(h[leaf], sort_keys=True, default=str) for h in hps}) > 1
 
 
+def check_axes_once(raw: Mapping[str, Any], where: str) -> None:
+    """Each axis is set by one of ``[grid]``, one ``[[zip]]`` block, or ``[[cases]]``: a second place would silently
+    override the first one's values (a case's value replaces the grid's, so the grid's other values never run)."""
+    places: dict[str, str] = {}
+    blocks = [("grid", raw.get("grid", {}))] + [(f"zip[{i}]", g) for i, g in enumerate(raw.get("zip", []))]
+    blocks.append(("cases", {k: None for case in raw.get("cases", []) if isinstance(case, Mapping) for k in case}))
+    for place, block in blocks:
+        if not isinstance(block, Mapping):
+            continue
+        for axis in block:
+            if axis == "label":
+                continue
+            if axis in places:
+                raise SpecError(f"{where}: axis '{axis}' is set in {places[axis]} and in {place}; an axis belongs to one "
+                                f"of [grid], one [[zip]] block or [[cases]] (move its values into one of them)")
+            places[axis] = place
+
+
+def plan_warnings(spec: "SweepSpec", scale: str | None = None, seeds: list[int] | None = None) -> list[str]:
+    """Warnings about values a spec lists twice (seeds, an axis's values, zip rows, cases): each repeat is the same
+    configuration, trained once, so the sweep has fewer runs than the lists suggest."""
+    raw = _apply_scale(spec, scale)
+    out = []
+    run_seeds = seeds if seeds is not None else raw.get("seeds", [])
+    lists = [("seeds" if seeds is None else "--seeds", run_seeds if isinstance(run_seeds, list) else [])]
+    lists += [(f"grid.{axis}", values) for axis, values in raw.get("grid", {}).items() if isinstance(values, list)]
+    for i, group in enumerate(raw.get("zip", [])):
+        axes = list(group)
+        rows = [tuple(group[a][k] for a in axes) for k in range(min((len(v) for v in group.values()), default=0))]
+        lists.append((f"zip[{i}] ({', '.join(axes)})", rows))
+    lists.append(("cases", [{k: v for k, v in c.items() if k != "label"} for c in raw.get("cases", []) if isinstance(c, Mapping)]))
+    for where, values in lists:
+        seen: dict[str, tuple[Any, int]] = {}
+        for v in values:
+            key = json.dumps(_number_key(v), sort_keys=True, default=str)
+            first, n = seen.get(key, (v, 0))
+            seen[key] = (first, n + 1)
+        repeated = [f"{json.dumps(v, default=str)} ({n} times)" for v, n in seen.values() if n > 1]
+        if repeated:
+            out.append(f"warning: {where} lists {', '.join(repeated)}; each repeat is the same configuration and is "
+                       "trained once")
+    return out
+
+
+def _number_key(value: Any) -> Any:
+    """``value`` with every number as a float, so 1 and 1.0 compare equal (they give the same config hash)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, list, tuple, Mapping)):
+        return value
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, Mapping):
+        return {k: _number_key(v) for k, v in value.items()}
+    return [_number_key(v) for v in value]
+
+
 def parse_seeds(value: Any, where: str) -> list[int]:
     """The spec's ``seeds``: a non-empty TOML list of integers; a string or a bare number gets the exact fix."""
     if isinstance(value, str):
@@ -199,6 +262,9 @@ def parse_seeds(value: Any, where: str) -> list[int]:
         raise SpecError(f"{where}: seeds = {value!r} is a single number; write a list, seeds = [{value}]")
     if not isinstance(value, (list, tuple)) or not value or not all(isinstance(s, int) and not isinstance(s, bool) for s in value):
         raise SpecError(f"{where}: seeds = {value!r} must be a non-empty list of integers, e.g. seeds = [0, 1, 2]")
+    negative = [s for s in value if s < 0]
+    if negative:
+        raise SpecError(f"{where}: seeds = {list(value)}: {negative} negative; seeds must be >= 0, e.g. seeds = [0, 1, 2]")
     return list(value)
 
 

@@ -8,24 +8,25 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
+import logging
 import subprocess
 import tempfile
 import time
 from functools import cache
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 from mlflow import MlflowClient
 from mlflow.entities import DatasetInput, InputTag, Metric, Param, RunTag
 
+from collect.names import safe_component
 from collect.store_check import DEFAULT_TRACKING_URI, StoreError, check_store, resolve_tracking_uri, sqlite_path  # noqa: F401 - re-exported
+from collect.tags import EXPERIMENT_KIND_TAG, MODEL_TRAINING, PARENT_TAG, TAG_HASH, TAG_INTERVENTION, TAG_KIND, TAG_SWEEP  # noqa: F401 - re-exported
 
-TAG_SWEEP, TAG_HASH, TAG_INTERVENTION, TAG_KIND = "sweep", "config_hash", "intervention", "flatlas.kind"
-PARENT_TAG = "mlflow.parentRunId"
-BATCH = 900  # MLflow accepts at most 1000 metrics per log_batch call
+# MLflow's limits of one log_batch call (mlflow.utils.validation): metrics, params, tags, and all of them together
+MAX_METRICS, MAX_PARAMS_TAGS, MAX_ENTITIES = 1000, 100, 1000
 STORE_LOCK_TIMEOUT_S = 300.0  # a fresh SQLite store migrates in ~5 s; a holder this slow is stuck
 
 
@@ -42,6 +43,9 @@ def ensure_store(uri: str, lock_timeout: float = STORE_LOCK_TIMEOUT_S) -> Mlflow
     """Open the store. A SQLite database is first opened (and, when new, created and schema-migrated) under a file
     lock beside it (``<db>.lock``), so concurrent first use by several processes waits instead of racing the
     migration (alembic: "Online migration expected to match one row")."""
+    # MLflow logs every SQLAlchemy error with its traceback (tens of lines) before raising it; the exception carries
+    # the same message, which the run's failure reason or the command's one line reports.
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
     path = sqlite_path(uri)
     if path is None:
         client = MlflowClient(tracking_uri=uri)
@@ -85,20 +89,29 @@ def store_lock(lock: Path, timeout: float, poll: float = 0.1) -> Iterator[None]:
 
 
 def get_or_create_experiment(client: MlflowClient, name: str, uri: str) -> str:
-    """The sweep's experiment; two invocations creating it at once both get the one that won the insert."""
+    """The sweep's experiment; two invocations creating it at once both get the one that won the insert.
+
+    The experiment keeps ``name``; its artifact folder (SQLite stores) is ``<artifact root>/safe_component(name)``,
+    so no name can place artifacts outside the store's artifact folder. It is marked a model-training experiment
+    (``EXPERIMENT_KIND_TAG``), so that the MLflow UI opens it on its runs table; an experiment whose kind was set
+    otherwise (by hand in the UI) keeps it."""
     from mlflow.exceptions import MlflowException
 
+    kind = {EXPERIMENT_KIND_TAG: MODEL_TRAINING}
     exp = client.get_experiment_by_name(name)
     if exp is None:
         root = artifact_root(uri)
         try:
-            return client.create_experiment(name, artifact_location=f"{root}/{name}" if root else None)
+            return client.create_experiment(name, artifact_location=f"{root}/{safe_component(name)}" if root else None,
+                                            tags=kind)
         except MlflowException:
             exp = client.get_experiment_by_name(name)
             if exp is None:
                 raise
     if exp.lifecycle_stage == "deleted":
         raise RuntimeError(f"experiment '{name}' is deleted in {uri}; restore it in mlflow ui or pass --experiment NEW_NAME")
+    if EXPERIMENT_KIND_TAG not in exp.tags:
+        client.set_experiment_tag(exp.experiment_id, EXPERIMENT_KIND_TAG, MODEL_TRAINING)
     return exp.experiment_id
 
 
@@ -214,34 +227,85 @@ def metric_name(column: str) -> str:
     return f"{group}/{key}" if dot else column
 
 
-def log_metrics(client: MlflowClient, run_id: str, values: Mapping[str, float], step: int = 0) -> None:
-    """Log ``{ledger column: value}`` as metrics named ``<group>/<key>`` (``metric_name``)."""
+def metric_entities(values: Mapping[str, float], step: int = 0) -> list[Metric]:
+    """``{ledger column: value}`` as MLflow metrics named ``<group>/<key>`` (``metric_name``); None is left out."""
     now = int(time.time() * 1000)
-    metrics = [Metric(metric_name(k), float(v), now, step) for k, v in values.items() if v is not None]
-    for i in range(0, len(metrics), BATCH):
-        client.log_batch(run_id, metrics=metrics[i : i + BATCH])
+    return [Metric(metric_name(k), float(v), now, step) for k, v in values.items() if v is not None]
 
 
-def log_curves(client: MlflowClient, run_id: str, curves: list[Mapping[str, float]]) -> None:
-    """Training curves as metrics ``curve/<name>`` with ``step`` = training step."""
+def curve_entities(curves: Sequence[Mapping[str, float]]) -> list[Metric]:
+    """Training curves as metrics ``curve/<name>`` with ``step`` = training step (non-finite points left out)."""
     now = int(time.time() * 1000)
-    metrics = [
+    return [
         Metric(metric_name(f"curve.{k}"), float(v), now, int(row["step"]))
         for row in curves
         for k, v in row.items()
         if k != "step" and v is not None and np.isfinite(v)
     ]
-    for i in range(0, len(metrics), BATCH):
-        client.log_batch(run_id, metrics=metrics[i : i + BATCH])
+
+
+def tag_entities(tags: Mapping[str, Any]) -> list[RunTag]:
+    return [RunTag(k, str(v)[:5000]) for k, v in tags.items()]
+
+
+def batches(metrics: Sequence[Metric] = (), params: Sequence[Param] = (), tags: Sequence[RunTag] = ()) -> list[tuple[list, list, list]]:
+    """(metrics, params, tags) packed into the fewest ``log_batch`` calls MLflow accepts: each holds at most
+    ``MAX_METRICS`` metrics, ``MAX_PARAMS_TAGS`` params and as many tags, ``MAX_ENTITIES`` in all; the params and
+    tags go first, the metrics fill the rest."""
+    metrics, params, tags = list(metrics), list(params), list(tags)
+    out = []
+    while metrics or params or tags or not out:
+        p, params = params[:MAX_PARAMS_TAGS], params[MAX_PARAMS_TAGS:]
+        g, tags = tags[:MAX_PARAMS_TAGS], tags[MAX_PARAMS_TAGS:]
+        room = min(MAX_METRICS, MAX_ENTITIES - len(p) - len(g))
+        m, metrics = metrics[:room], metrics[room:]
+        out.append((m, p, g))
+    return out
+
+
+def log_run(client: MlflowClient, run_id: str, *, metrics: Mapping[str, float] | None = None,
+            curves: Sequence[Mapping[str, float]] = (), tags: Mapping[str, Any] | None = None,
+            params: Sequence[Param] = ()) -> int:
+    """A run's results (final metrics, curves, params, tags) in one ``log_batch`` call when MLflow's limits allow
+    (``batches``: 1000 metrics, 100 params, 100 tags), more only for longer curves; returns the number of calls.
+
+    One write instead of one per kind: a SQLite store commits one transaction, a tracking server answers one request."""
+    entities = metric_entities(metrics or {}) + curve_entities(curves)
+    calls = batches(entities, params, tag_entities(tags or {}))
+    for m, p, g in calls:
+        if m or p or g:
+            client.log_batch(run_id, metrics=m, params=p, tags=g)
+    return len(calls)
+
+
+def log_metrics(client: MlflowClient, run_id: str, values: Mapping[str, float], step: int = 0) -> None:
+    """Log ``{ledger column: value}`` as metrics named ``<group>/<key>`` (``metric_name``)."""
+    for m, _, _ in batches(metric_entities(values, step)):
+        if m:
+            client.log_batch(run_id, metrics=m)
+
+
+def log_curves(client: MlflowClient, run_id: str, curves: list[Mapping[str, float]]) -> None:
+    """Training curves as metrics ``curve/<name>`` with ``step`` = training step."""
+    for m, _, _ in batches(curve_entities(curves)):
+        if m:
+            client.log_batch(run_id, metrics=m)
 
 
 def log_tags(client: MlflowClient, run_id: str, tags: Mapping[str, Any]) -> None:
-    if tags:
-        client.log_batch(run_id, tags=[RunTag(k, str(v)[:5000]) for k, v in tags.items()])
+    for _, _, g in batches(tags=tag_entities(tags)):
+        if g:
+            client.log_batch(run_id, tags=g)
 
 
 def log_dataset(client: MlflowClient, run_id: str, name: str, features: np.ndarray, targets: np.ndarray, context: str) -> None:
-    """Record a dataset input (name, digest, shape) so ``mlflow ui`` shows what each run trained and tested on.
+    """``log_datasets`` of one dataset."""
+    log_datasets(client, run_id, [(name, features, targets, context)])
+
+
+def log_datasets(client: MlflowClient, run_id: str, datasets: Sequence[tuple[str, np.ndarray, np.ndarray, str]]) -> None:
+    """Record dataset inputs ``(name, features, targets, context)`` (name, digest, shape) in one ``log_inputs`` call,
+    so ``mlflow ui`` shows what each run trained and tested on.
 
     Tried up to three times: parallel workers starting together race to register the same dataset (MLflow looks it
     up, then inserts it; the slower one hits the unique constraint), and a second try links the row the faster one
@@ -251,12 +315,14 @@ def log_dataset(client: MlflowClient, run_id: str, name: str, features: np.ndarr
     from mlflow.data.code_dataset_source import CodeDatasetSource
     from mlflow.exceptions import MlflowException
 
-    source = CodeDatasetSource({"flatlas.dataset": name})
-    ds = mlflow.data.from_numpy(features.reshape(len(features), -1), targets=targets, name=name, source=source)
-    entry = DatasetInput(ds._to_mlflow_entity(), tags=[InputTag("mlflow.data.context", context)])
+    entries = []
+    for name, features, targets, context in datasets:
+        source = CodeDatasetSource({"flatlas.dataset": name})
+        ds = mlflow.data.from_numpy(features.reshape(len(features), -1), targets=targets, name=name, source=source)
+        entries.append(DatasetInput(ds._to_mlflow_entity(), tags=[InputTag("mlflow.data.context", context)]))
     for attempt in range(3):
         try:
-            return client.log_inputs(run_id, datasets=[entry])
+            return client.log_inputs(run_id, datasets=entries)
         except MlflowException:
             if attempt == 2:
                 raise
@@ -278,6 +344,18 @@ def log_artifact_files(client: MlflowClient, run_id: str, files: Mapping[str, An
             else:
                 path.write_bytes(content)
         client.log_artifacts(run_id, tmp)
+
+
+def terminate_if_running(client: MlflowClient, run_id: str, status: str, reason: str | None = None) -> str | None:
+    """``terminate`` while the run is RUNNING; None then. A status already written is final: a parent run another
+    invocation closed (its driver looked dead) keeps that status, with the tag ``status.kept`` saying what this
+    invocation would have written; returns the kept status."""
+    current = client.get_run(run_id).info.status
+    if current == "RUNNING":
+        terminate(client, run_id, status, reason)
+        return None
+    client.set_tag(run_id, "status.kept", f"{current}: closed by another invocation; this one ended later ({status})")
+    return current
 
 
 def terminate(client: MlflowClient, run_id: str, status: str, reason: str | None = None) -> None:

@@ -1,8 +1,9 @@
-"""The training loop: minibatches, stopping criteria, curves, divergence detection and iterate averaging.
+"""The training loop of one run: minibatches, the stop rule, curves, divergence detection and iterate averaging.
 
-Stopping follows the papers: a fixed number of steps (paper 000 section 4), a train-accuracy threshold (paper 004:
-99 %; paper 002: 100 %), a train cross-entropy threshold, and overtraining for N more epochs after a threshold
-(paper 002 section 6). The first criterion met stops the run; which one is recorded.
+Stopping follows the papers: a fixed step budget (paper 000 section 4), a train-accuracy target (paper 004: 99 %;
+paper 002: 100 %), a train cross-entropy target (Jiang et al. 2020: 0.01), and overtraining for N more epochs after
+the target (paper 002 section 6). The rule (budget, deadline, stop reason, divergence) is ``collect.stop_rule``,
+shared with stacked training (``collect.train_stacked``).
 """
 
 from __future__ import annotations
@@ -19,10 +20,9 @@ from tqdm.auto import tqdm
 
 from collect.config import RunConfig
 from collect.losses import LossFn
+from collect.stop_rule import Diverged, StopRule, full_loss_divergence, minibatch_divergence
 
-
-class Diverged(RuntimeError):
-    """The training loss became NaN or infinite; the run is recorded as failed with this reason."""
+__all__ = ["BatchSampler", "Diverged", "TensorData", "TrainResult", "evaluate", "eval_row", "one_more_step", "train"]
 
 
 @dataclass(frozen=True)
@@ -42,38 +42,60 @@ class TrainResult:
     init_state: dict[str, torch.Tensor]
     steps: int
     epochs: float
-    stop_reason: str  # "max_steps", "max_epochs", "train_acc", "train_loss"
-    converged: bool  # a train-accuracy / train-loss threshold was reached
-    converged_step: int | None
+    stop_reason: str  # "max_steps", "max_epochs", "train_acc", "train_loss" (collect.stop_rule)
+    converged: bool  # the declared target (train_acc / train_loss) was reached
+    target_step: int | None  # t*: the first evaluated step at which the target was met
     curves: list[dict[str, float]]
     seconds: float
     next_iterate: Callable[[], Mapping[str, torch.Tensor]] | None = field(default=None, repr=False)
 
 
 class BatchSampler:
-    """Epoch-wise shuffled minibatches from a seeded generator (full batch when batch_size >= n)."""
+    """Epoch-wise shuffled minibatches from a seeded generator (full batch when batch_size >= n).
+
+    The permutation is drawn on the CPU (the same on every device) and moved to the data's device once per epoch,
+    so drawing a batch never waits for the device.
+    """
 
     def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, seed: int):
         self.x, self.y = x, y
         self.n = x.shape[0]
         self.batch_size = min(batch_size, self.n)
         self.generator = torch.Generator().manual_seed(seed)
-        self.order = torch.randperm(self.n, generator=self.generator)
+        self.order = self._permutation()
         self.pos = 0
         self.batches_drawn = 0
+
+    def _permutation(self) -> torch.Tensor:
+        return torch.randperm(self.n, generator=self.generator).to(self.x.device)
 
     @property
     def steps_per_epoch(self) -> int:
         return math.ceil(self.n / self.batch_size)
 
-    def __call__(self) -> tuple[torch.Tensor, torch.Tensor]:
+    def next_indices(self) -> torch.Tensor:
+        """The indices of the next minibatch (a new permutation at the start of each epoch)."""
         if self.pos >= self.n:
-            self.order = torch.randperm(self.n, generator=self.generator)
+            self.order = self._permutation()
             self.pos = 0
-        idx = self.order[self.pos : self.pos + self.batch_size].to(self.x.device)
+        idx = self.order[self.pos : self.pos + self.batch_size]
         self.pos += self.batch_size
         self.batches_drawn += 1
+        return idx
+
+    def __call__(self) -> tuple[torch.Tensor, torch.Tensor]:
+        idx = self.next_indices()
         return self.x[idx], self.y[idx]
+
+    def bound_to(self, x: torch.Tensor, y: torch.Tensor) -> "BatchSampler":
+        """An independent copy at the same point of the same shuffled order, drawing from (x, y) of equal length."""
+        if x.shape[0] != self.n:
+            raise ValueError(f"bound_to: {x.shape[0]} points given, the sampler draws from {self.n}")
+        other = copy.copy(self)
+        other.x, other.y = x, y
+        other.generator = torch.Generator().set_state(self.generator.get_state())
+        other.order = self.order.to(x.device)
+        return other
 
 
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn: LossFn, batch_size: int = 4096) -> tuple[float, float]:
@@ -108,87 +130,79 @@ def train(
     mid-training alpha scaling of paper 002 figure 5). Raises ``Diverged`` on a non-finite loss.
     """
     started = time.perf_counter()
-    stop, optim = config.stop, config.optim
+    optim = config.optim
     init_state = {k: v.detach().clone() for k, v in model.named_parameters()}
     batch_size = data.x_train.shape[0] if optim.optimizer == "gd" else optim.batch_size
     sampler = BatchSampler(data.x_train, data.y_train, batch_size, seed=config.seed)
     spe = sampler.steps_per_epoch
-    limits = [s for s in (stop.max_steps, stop.max_epochs * spe if stop.max_epochs else None) if s is not None]
-    budget = min(limits)
-    eval_every = stop.eval_every or spe
+    rule = StopRule(config.stop, spe)
     step_fn = build_step(model)
     averager = torch.optim.swa_utils.AveragedModel(model) if optim.swa else None
-    swa_from = int(optim.swa_start * budget)
+    swa_from = int(optim.swa_start * rule.budget)
+    # any non-finite minibatch loss so far, kept on the device: read once per evaluation, never per step
+    nonfinite = torch.zeros((), dtype=torch.bool, device=data.x_train.device)
 
     curves: list[dict[str, float]] = []
-    step, stop_reason, converged_step, deadline = 0, "", None, budget
-    bar = tqdm(total=budget, desc="train", unit="step", leave=False, disable=not progress or None)
+    step = 0
+    bar = tqdm(total=rule.budget, desc="train", unit="step", leave=False, disable=not progress or None)
     model.train()
     try:
         while True:
             loss = step_fn(sampler)
             step += 1
             bar.update(1)
-            if not math.isfinite(float(loss)):
-                raise Diverged(f"training loss became {float(loss)} at step {step} (lower optim.lr or check the data)")
+            nonfinite.logical_or_(~torch.isfinite(loss))
             if averager is not None and step >= swa_from and step % spe == 0:
                 averager.update_parameters(model)
             if transform_at is not None and step == transform_at[0] * spe:
                 with torch.no_grad():
                     model.load_state_dict(transform_at[1](model).state_dict())
-                row = _eval_row(model, data, loss_fn, step, spe)
+                row = eval_row(model, data, loss_fn, step, spe)
                 curves.append({**row, **(on_eval(model, step) if on_eval else {}), "transformed": 1.0})
                 model.train()
-            if step % eval_every == 0 or step >= deadline:
-                row = _eval_row(model, data, loss_fn, step, spe)
-                if not math.isfinite(row["train_loss"]):
-                    raise Diverged(f"full training loss became {row['train_loss']} at step {step} (lower optim.lr)")
+            if rule.eval_due(step):
+                if bool(nonfinite):
+                    raise Diverged(minibatch_divergence(step))
+                row = eval_row(model, data, loss_fn, step, spe)
+                failure = full_loss_divergence(row["train_loss"], step)
+                if failure:
+                    raise Diverged(failure)
                 if on_eval is not None:
                     row.update(on_eval(model, step))
                     model.train()
                 curves.append(row)
                 bar.set_postfix(loss=f"{row['train_loss']:.3g}", acc=f"{row['train_acc']:.3f}")
-                if converged_step is None and _threshold_met(row, stop):
-                    converged_step = step
-                    stop_reason = "train_acc" if stop.train_acc is not None and row["train_acc"] >= stop.train_acc else "train_loss"
-                    deadline = min(budget, step + stop.extra_epochs * spe) if stop.extra_epochs else step
-            if step >= deadline:
-                if converged_step is None:
-                    stop_reason = "max_steps" if stop.max_steps is not None and step >= stop.max_steps else "max_epochs"
+                rule.record(step, row)
+            if rule.done(step):
                 break
     finally:
         bar.close()
 
     if averager is not None and averager.n_averaged.item() > 0:
         _load_average(model, averager, sampler)
-        curves.append({**_eval_row(model, data, loss_fn, step, spe), "swa": 1.0})
+        curves.append({**eval_row(model, data, loss_fn, step, spe), "swa": 1.0})
     elif not curves or curves[-1]["step"] != step:
-        curves.append(_eval_row(model, data, loss_fn, step, spe))
+        curves.append(eval_row(model, data, loss_fn, step, spe))
     model.eval()
     return TrainResult(
         model=model,
         init_state=init_state,
         steps=step,
         epochs=step / spe,
-        stop_reason=stop_reason,
-        converged=converged_step is not None,
-        converged_step=converged_step,
+        stop_reason=rule.stop_reason,
+        converged=rule.reached_target,
+        target_step=rule.target_step,
         curves=curves,
         seconds=time.perf_counter() - started,
-        next_iterate=_one_more_step(model, step_fn, sampler),
+        next_iterate=one_more_step(model, step_fn, sampler),
     )
 
 
-def _eval_row(model: nn.Module, data: TensorData, loss_fn: LossFn, step: int, spe: int) -> dict[str, float]:
+def eval_row(model: nn.Module, data: TensorData, loss_fn: LossFn, step: int, spe: int) -> dict[str, float]:
+    """One curve point: step, epoch and the full train and test loss and accuracy (eval mode)."""
     train_loss, train_acc = evaluate(model, data.x_train, data.y_train, loss_fn)
     test_loss, test_acc = evaluate(model, data.x_test, data.y_test, loss_fn)
     return {"step": step, "epoch": step / spe, "train_loss": train_loss, "train_acc": train_acc, "test_loss": test_loss, "test_acc": test_acc}
-
-
-def _threshold_met(row: Mapping[str, float], stop) -> bool:
-    if stop.train_acc is not None and row["train_acc"] >= stop.train_acc:
-        return True
-    return stop.train_loss is not None and row["train_loss"] <= stop.train_loss
 
 
 def _load_average(model: nn.Module, averager: torch.optim.swa_utils.AveragedModel, sampler: BatchSampler) -> None:
@@ -201,7 +215,7 @@ def _load_average(model: nn.Module, averager: torch.optim.swa_utils.AveragedMode
         torch.optim.swa_utils.update_bn(loader, model)
 
 
-def _one_more_step(model: nn.Module, step_fn: Callable, sampler: BatchSampler) -> Callable[[], Mapping[str, torch.Tensor]]:
+def one_more_step(model: nn.Module, step_fn: Callable, sampler: BatchSampler) -> Callable[[], Mapping[str, torch.Tensor]]:
     """A closure giving the parameters after one more optimizer step from the final iterate, on copies."""
     frozen = copy.deepcopy((model, step_fn, sampler))
 

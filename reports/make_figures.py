@@ -206,33 +206,52 @@ def volume(led: pl.DataFrame, client: MlflowClient, uri: str) -> str:
     return out
 
 
+def alpha_text(a: float) -> str:
+    """α as the spec writes it: "5.9" for α ≥ 1, "1/5.9" for α < 1 (the reverse direction)."""
+    return f"{a:g}" if a >= 1 else f"1/{1 / a:.3g}"
+
+
 def alpha_scaling(led: pl.DataFrame, client: MlflowClient, uri: str) -> str:
-    out = []
+    """Curves per α (either direction: α > 1 grows layer i and shrinks layer i+1, α < 1 the reverse), plus one
+    summary row per α: sharpness at the last point before the scaling, the first point after it, the maximum after
+    it, the final value, and the log-volume range after zero training error."""
+    out, summary = [], []
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
     keys = sharpness_keys(led)
-    for r in led.sort("hp.alpha_scale").iter_rows(named=True):
+    several_seeds = led["seed"].n_unique() > 1 if "seed" in led.columns else False
+    for r in led.sort("hp.alpha_scale", "seed").iter_rows(named=True):
         a = value(r, "alpha_scale")
+        at = value(r, "at_epoch") or 0
         s_sh, sh = curve(client, r["run_id"], "sharpness")
         s_lv, lv = curve(client, r["run_id"], "log_volume")
         s_acc, acc = curve(client, r["run_id"], "train_acc")
         s_ep, ep = curve(client, r["run_id"], "epoch")
         epoch_of = dict(zip(s_ep.tolist(), ep.tolist()))
         e_sh = np.array([epoch_of.get(s, math.nan) for s in s_sh.tolist()])
-        axes[0].plot(e_sh, sh, "o-", label=f"α = {a:g}")
-        axes[1].plot([epoch_of.get(s, math.nan) for s in s_lv.tolist()], lv, "o-", label=f"α = {a:g}")
-        out.append(f"α = {a:g}: sharpness by epoch " + ", ".join(f"{e:g}: {v:.4g}" for e, v in zip(e_sh, sh)))
-        out.append(f"α = {a:g}: log volume by epoch " + ", ".join(
-            f"{epoch_of.get(s, math.nan):g}: {v:.6g}" for s, v in zip(s_lv.tolist(), lv)))
+        label = f"α = {alpha_text(a)}" + (f", seed {r['seed']}" if several_seeds else "")
+        axes[0].plot(e_sh, sh, "o-", label=label)
+        e_lv = np.array([epoch_of.get(s, math.nan) for s in s_lv.tolist()])
+        axes[1].plot(e_lv, lv, "o-", label=label)
+        out.append(f"{label}: sharpness by epoch " + ", ".join(f"{e:g}: {v:.4g}" for e, v in zip(e_sh, sh)))
+        out.append(f"{label}: log volume by epoch " + ", ".join(f"{e:g}: {v:.6g}" for e, v in zip(e_lv, lv)))
         first_full = next((epoch_of.get(s, math.nan) for s, v in zip(s_acc.tolist(), acc) if v >= 1.0), math.nan)
-        after = [v for s, v in zip(s_acc.tolist(), acc) if epoch_of.get(s, 0) >= (value(r, "at_epoch") or 0)]
-        out.append(f"α = {a:g}: first zero training error at epoch {first_full:g}; min train acc after scaling "
+        after = [v for s, v in zip(s_acc.tolist(), acc) if epoch_of.get(s, 0) >= at]
+        before_sh, after_sh = sh[e_sh < at], sh[e_sh >= at]
+        lv_after_fit = lv[e_lv > first_full] if math.isfinite(first_full) else lv[:0]
+        summary.append([alpha_text(a), r["seed"], first_full,
+                        before_sh[-1] if before_sh.size else math.nan, after_sh[0] if after_sh.size else math.nan,
+                        after_sh[1] if after_sh.size > 1 else math.nan, after_sh.max() if after_sh.size else math.nan,
+                        sh[-1] if sh.size else math.nan,
+                        f"{lv_after_fit.min():.6g} to {lv_after_fit.max():.6g}" if lv_after_fit.size else "–",
+                        min(after) if after else math.nan, value(r, "test_acc")])
+        out.append(f"{label}: first zero training error at epoch {first_full:g}; min train acc after scaling "
                    f"{min(after) if after else math.nan:.4g}; test acc {value(r, 'test_acc'):.4g}; final "
                    + ", ".join(f"{k} = {fmt(value(r, k))}" for k in keys))
         for k in keys:
             if k != "sharpness":
                 s_k, v_k = curve(client, r["run_id"], k)
                 if len(v_k):
-                    out.append(f"α = {a:g}: curve {k}: " + ", ".join(
+                    out.append(f"{label}: curve {k}: " + ", ".join(
                         f"{epoch_of.get(s, math.nan):g}: {fmt(v)}" for s, v in zip(s_k.tolist(), v_k)))
     for ax, name in zip(axes, ("Keskar sharpness", "log volume")):
         ax.set(xlabel="epoch", ylabel=name)
@@ -240,7 +259,10 @@ def alpha_scaling(led: pl.DataFrame, client: MlflowClient, uri: str) -> str:
     axes[0].set_yscale("log")
     fig.tight_layout()
     fig.savefig(FIGURES / "alpha-scaling.png", dpi=110)
-    return "\n".join(out)
+    head = ["α", "seed", "first zero training error (epoch)", "sharpness: last point before scaling", "first point after",
+            "next point", "max after scaling", "final", "log volume after zero error", "min train acc after scaling",
+            "test acc"]
+    return table(head, summary) + "\n\n" + "\n".join(out)
 
 
 def l2_sharper(led: pl.DataFrame, client: MlflowClient, uri: str) -> str:

@@ -60,3 +60,10 @@ def test_collect_then_rank_then_report(tmp_path, mlflow_uri, capsys):
     head = vega_bundle()[:400]
     assert html.count(head) == 1  # the Vega bundle is inlined exactly once, not per chart
     assert "<script src=" not in html and "https://cdn" not in html  # nothing fetched from the network
+    # a report written elsewhere (--out) is not the sweep's own: nothing is attached to the sweep's parent run
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=mlflow_uri)
+    exp = client.get_experiment_by_name("e2e")
+    parents = client.search_runs([exp.experiment_id], filter_string="tags.`flatlas.kind` = 'sweep'")
+    assert parents and all(client.list_artifacts(r.info.run_id, "report") == [] for r in parents)

@@ -85,7 +85,7 @@ def ranking_chart(rows: Sequence[Mapping[str, Any]], n_measures: int, target_tit
         "type": "nominal",
         "title": "sign vs literature",
         "scale": {
-            "domain": ["as expected", "reversed", "no expectation", "undefined"],
+            "domain": ["as expected", "reversed", "direction unknown", "undefined"],
             "range": ["circle", "cross", "diamond", "square"],
         },
         "legend": {"orient": "top"},
@@ -544,7 +544,7 @@ def cost_chart(rows: Sequence[Mapping[str, Any]], log: bool) -> dict[str, Any]:
 # --- verdict matrix ----------------------------------------------------------------------------------------------
 
 VERDICT_COLOURS = {"holds": "#4e9a4e", "no pooled relation": "#cfe3c4", "weakens": "#e3b341", "reverses": "#c0392b",
-                   "stays reversed": "#eba59c", "not testable": "#d9d9d9"}
+                   "stays reversed": "#eba59c", "direction unknown": "#b9cde0", "not testable": "#d9d9d9"}
 
 
 def verdict_matrix(rows: Sequence[Mapping[str, Any]], *, title: str, evidence_target: str | None = None) -> dict[str, Any]:

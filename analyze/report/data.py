@@ -20,6 +20,7 @@ DECADES_FOR_LOG = 2.0  # a positive quantity spanning at least this many decades
 
 # Units and readable names of well-known columns; anything else is shown by its short name.
 TARGET_LABELS = {
+    "gen.gap": "accuracy gap (train − validation, fraction; Robust-Generalization-Measures ledgers)",
     "gen.gap_acc": "accuracy gap (train − test, fraction)",
     "gen.gap_loss": "loss gap (test − train, nats)",
     "gen.test_acc": "test accuracy (fraction)",
@@ -27,6 +28,7 @@ TARGET_LABELS = {
     "gen.test_loss": "test loss (nats)",
     "gen.train_acc": "train accuracy (fraction)",
     "gen.train_loss": "train loss (nats)",
+    "gen.val_acc": "validation accuracy (fraction)",
 }
 MEASURE_UNITS = {
     "hessian_trace": "Tr H",

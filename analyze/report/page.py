@@ -10,8 +10,10 @@ from __future__ import annotations
 import html
 import json
 import math
+import os
 from dataclasses import dataclass, field
 from functools import cache
+from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import polars as pl
@@ -19,10 +21,35 @@ import polars as pl
 
 @cache
 def vega_bundle() -> str:
-    """The Vega, Vega-Lite and vega-embed JavaScript (from vl-convert; works offline and from file://)."""
+    """The Vega, Vega-Lite and vega-embed JavaScript (from vl-convert; works offline and from file://).
+
+    Bundling takes vl-convert ~2.5 CPU seconds and gives the same text for one vl-convert version, so it is kept in
+    ``<cache>/flatlas/vega-bundle-<version>.js`` (``$XDG_CACHE_HOME`` or ``~/.cache``); an unwritable cache folder
+    only means bundling again next time.
+    """
     import vl_convert
 
-    return vl_convert.javascript_bundle()
+    version = getattr(vl_convert, "__version__", None)
+    path = _cache_dir() / f"vega-bundle-{version}.js" if version else None
+    if path is not None and path.is_file():
+        try:
+            return path.read_text(encoding="utf-8")
+        except OSError:
+            pass
+    text = vl_convert.javascript_bundle()
+    if path is not None:
+        try:  # written beside and renamed, so a concurrent report never reads half a file
+            path.parent.mkdir(parents=True, exist_ok=True)
+            part = path.with_suffix(f".{os.getpid()}.part")
+            part.write_text(text, encoding="utf-8")
+            os.replace(part, path)
+        except OSError:
+            pass
+    return text
+
+
+def _cache_dir() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "flatlas"
 
 
 def escape(value: Any) -> str:
@@ -41,8 +68,8 @@ CHART_DIGITS = 6  # significant digits of the numbers a chart carries (display o
 
 def sanitize(spec: Any) -> Any:
     """Replace NaN/inf in a chart spec (JSON has no NaN) with null, and round floats to ``CHART_DIGITS``
-    significant digits, recursively: a float64 printed in full takes 17-20 characters, which made a 2,187-run
-    report 6.2 MB (issue 14); six digits are more than a chart axis or tooltip can show."""
+    significant digits, recursively: a float64 printed in full takes 17-20 characters, which makes a 2,187-run
+    report 6.2 MB; six digits are more than a chart axis or tooltip can show."""
     if isinstance(spec, dict):
         return {k: sanitize(v) for k, v in spec.items()}
     if isinstance(spec, list):

@@ -17,7 +17,7 @@ from analyze.columns import MEASURE
 from analyze.report import charts
 from analyze.report.data import finite_values, label, records, sample, short, spans_decades
 from analyze.report.page import Page, escape, table
-from analyze.report.sections import Inputs, note, renderer_for
+from analyze.report.blocks import Inputs, note, renderer_for
 
 MAX_SAMPLE_RUNS = 3  # runs per batch-size group whose per-sample margins are drawn
 MAX_SAMPLES = 2000  # per-sample points per run drawn

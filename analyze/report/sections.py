@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
-from urllib.parse import quote
 
 import polars as pl
 
@@ -20,7 +18,6 @@ from analyze.ledger import ledger_hash
 from analyze.report import charts
 from analyze.report.data import (
     CURVE_LABELS,
-    MAX_POINTS,
     field_keys,
     finite_values,
     group_labels,
@@ -31,17 +28,20 @@ from analyze.report.data import (
     short,
     spans_decades,
 )
-from analyze.report.frames import get, why_missing
+from analyze.numbers import finite_or_none
+from collect.mlflow_ui import experiment_url
+from analyze.report.blocks import INFO_FLAGS, Inputs, missing, note, renderer_for
+from analyze.report.comparison import comparison
 from analyze.report.page import Page, escape, fmt_number, table
+from analyze.report.paper import paper_views
+from analyze.report.verdict import verdict
 
 MAX_PANELS = 12  # per-measure scatter panels drawn (best-ranked first); the ranking lists every measure
 MAX_CDF_MEASURES = 6  # sign-error CDF lines per axis
 MAX_MATRIX = 10  # measures (rows and controls) in the partial-correlation matrix drawn
-INFO_FLAGS = ("too_small",)  # flags that say a relationship was not tested, not that it breaks
 MAX_CURVE_RUNS = 60  # training curves drawn per chart (a seeded sample beyond that)
 MAX_CURVE_POINTS = 5_000  # curve points drawn; longer curves keep every k-th evaluation (1.5 MB of page at 11,000)
 CURVE_BOOKKEEPING = ("epoch", "swa")  # logged with the curves, but counters rather than quantities to plot
-CANVAS_ABOVE = 6000  # marks beyond which a chart draws on canvas instead of SVG
 # Bookkeeping outputs of measures (standard errors, iteration counts, convergence flags) are not panels.
 DIAGNOSTIC_SUFFIXES = ("_se", "_n_hvp", "_converged", "_residual", "_at", "_n_correct")
 ALL_AXES = "ALL"
@@ -50,57 +50,6 @@ MISSION = ("hessian_trace", "lambda_max", "sharpness", "pacbayes_flatness", "pac
 MIN_CELL_CONFIGS = 3  # granulated Kendall: a cell needs this many configurations for a τ worth showing
 
 
-@dataclass(frozen=True)
-class Inputs:
-    """Everything a section may read."""
-
-    ledger: pl.DataFrame
-    done: pl.DataFrame  # FINISHED runs
-    frames: Mapping[str, pl.DataFrame]
-    meta: Mapping[str, Any]
-    target: str
-    mlflow_ui: str | None
-    max_points: int = MAX_POINTS
-    seed: int = 0
-
-    def frame(self, key: str) -> pl.DataFrame | None:
-        """The frame under ``key`` (rows of the report's target only), or None when it cannot be shown."""
-        return get(self.frames, key, self.target)
-
-    def why(self, key: str) -> str:
-        return why_missing(self.frames, key, self.target)
-
-    def run_url(self, run_id: Any) -> str | None:
-        if not self.mlflow_ui or run_id is None:
-            return None
-        return f"{self.mlflow_ui.rstrip('/')}/#/runs/{quote(str(run_id), safe='')}"
-
-
-def missing(text: str) -> str:
-    return f"<p class='missing'>{escape(text)}</p>"
-
-
-def note(text: str) -> str:
-    return f"<p class='note'>{escape(text)}</p>" if text else ""
-
-
-def renderer_for(n_marks: int) -> str:
-    return "canvas" if n_marks > CANVAS_ABOVE else "svg"
-
-
-def _f(v: Any) -> float | None:
-    if v is None:
-        return None
-    try:
-        v = float(v)
-    except (TypeError, ValueError):
-        return None
-    return v if math.isfinite(v) else None
-
-
-def _ci(lo: Any, hi: Any) -> str:
-    lo, hi = _f(lo), _f(hi)
-    return f"[{lo:.2f}, {hi:.2f}]" if lo is not None and hi is not None else ""
 
 
 def ranked_measures(inp: Inputs) -> list[str]:
@@ -172,7 +121,7 @@ def header(inp: Inputs, page: Page) -> str:
     store = meta.get("tracking_uri") or os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///data/mlflow.db"
     if inp.mlflow_ui:
         exp_id = meta.get("experiment_id")
-        where = f"{inp.mlflow_ui.rstrip('/')}/#/experiments/{quote(str(exp_id), safe='')}" if exp_id is not None else inp.mlflow_ui
+        where = experiment_url(inp.mlflow_ui, exp_id) if exp_id is not None else inp.mlflow_ui
         links = (
             f"<p class='note'>Run ids link to the MLflow UI at <a href='{escape(where)}'>{escape(inp.mlflow_ui)}</a> "
             f"(start it with <code>mlflow ui --backend-store-uri {escape(store)}</code>).</p>"
@@ -197,21 +146,6 @@ def header(inp: Inputs, page: Page) -> str:
 # --- verdict -----------------------------------------------------------------------------------------------------
 
 
-def strength(tau: float) -> str:
-    a = abs(tau)
-    return "negligibly" if a < 0.1 else "weakly" if a < 0.3 else "moderately" if a < 0.5 else "strongly"
-
-
-def direction_phrase(row: Mapping[str, Any]) -> str:
-    d = row.get("direction")
-    if d == "as expected":
-        return "<span class='good'>in the direction the literature expects</span>"
-    if d == "reversed":
-        sig = " — significantly" if row.get("reversal_significant") else " (not significantly)"
-        return f"<span class='flag'>opposite to the direction the literature expects{sig}</span>"
-    if d in ("unknown", "none"):
-        return "with no registered expected direction" if d == "unknown" else "with no sign"
-    return ""
 
 
 # --- ranking -----------------------------------------------------------------------------------------------------
@@ -229,15 +163,15 @@ def ranking(inp: Inputs, page: Page) -> str:
     for r in rank.iter_rows(named=True):
         order += 1
         direction = r.get("direction")
-        shown = {"as expected": "as expected", "reversed": "reversed"}.get(direction or "", "undefined" if direction == "undefined" else "no expectation")
+        shown = {"as expected": "as expected", "reversed": "reversed"}.get(direction or "", "undefined" if direction == "undefined" else "direction unknown")
         name = short(r["measure"]) + ("  (reversed ⚠)" if direction == "reversed" else "")
         for col, prefix, title in COEFFICIENTS:
-            v = _f(r.get(col))
+            v = finite_or_none(r.get(col))
             if v is None:
                 continue
             rows.append(
                 {"measure_label": name, "rank": order, "coefficient": title, "value": v,
-                 "low": _f(r.get(f"{prefix}_ci_low")), "high": _f(r.get(f"{prefix}_ci_high")), "direction": shown}
+                 "low": finite_or_none(r.get(f"{prefix}_ci_low")), "high": finite_or_none(r.get(f"{prefix}_ci_high")), "direction": shown}
             )
     parts = []
     if rows:
@@ -265,7 +199,7 @@ def all_targets(inp: Inputs, page: Page) -> str:
     corr = corr.with_columns(pl.col("measure").replace_strict(order, default=len(order), return_dtype=pl.Int64).alias("_o")).sort("_o", maintain_order=True)
     rows = []
     for r in corr.iter_rows(named=True):
-        tau = _f(r["kendall_tau"])
+        tau = finite_or_none(r["kendall_tau"])
         rows.append({"x": short(r["target"]), "y": short(r["measure"]), "value": tau, "text": "—" if tau is None else f"{tau:+.2f}",
                      "tip": f"n = {r.get('n')}" + (f"; {r['note']}" if r.get("note") else "")})
     spec = charts.heatmap(rows, x_title="target", y_title="measure", color_title="Kendall τ",
@@ -310,7 +244,7 @@ def panels(inp: Inputs, page: Page) -> str:
     ranks = rank_rows(inp)
     specs = []
     for m, k in zip(shown, keys):
-        tau = _f(ranks.get(m, {}).get("kendall_tau"))
+        tau = finite_or_none(ranks.get(m, {}).get("kendall_tau"))
         title = short(m) + (f"  (τ = {tau:+.2f})" if tau is not None else "")
         specs.append({"key": k, "title": label(m), "panel_title": title, "log": spans_decades(finite_values(frame, k)),
                       "tips": [(dkeys[d], short(d)) for d in diags[m]]})
@@ -347,6 +281,8 @@ def too_few_configs(row: Mapping[str, Any]) -> bool:
     """A granulated row whose cells hold fewer than ``MIN_CELL_CONFIGS`` configurations on average (or that the
     statistics marked so): with two points per cell every τ is ±1, which says nothing."""
     text = str(row.get("note") or "")
+    if "not enough cells" in text:  # the statistic's guard on the number of cells: shown undefined, with its note
+        return False
     if "not enough" in text or "fewer than" in text:
         return True
     if row.get("n_cells_small") is not None:  # the statistics count (and leave out) the cells that are too small
@@ -365,7 +301,7 @@ def granulated(inp: Inputs, page: Page) -> str:
     g = g.with_columns(pl.col("measure").replace_strict(order, default=len(order), return_dtype=pl.Int64).alias("_o")).sort("_o", maintain_order=True)
     axes = list(dict.fromkeys(a for a in g["axis"].to_list() if a != ALL_AXES)) + ([ALL_AXES] if ALL_AXES in g["axis"].to_list() else [])
     few = {(r["measure"], r["axis"]) for r in g.iter_rows(named=True) if r["axis"] != ALL_AXES and too_few_configs(r)}
-    blank = {a for a in axes if a != ALL_AXES and all(_f(r["psi"]) is None or (r["measure"], a) in few
+    blank = {a for a in axes if a != ALL_AXES and all(finite_or_none(r["psi"]) is None or (r["measure"], a) in few
                                                       for r in g.filter(pl.col("axis") == a).iter_rows(named=True))}
     testable = [a for a in axes if a != ALL_AXES and a not in blank]
     why_blank = []
@@ -379,7 +315,7 @@ def granulated(inp: Inputs, page: Page) -> str:
                 + "<details><summary>table</summary>" + table(g.drop("_o")) + "</details>")
     rows = []
     for r in g.iter_rows(named=True):
-        psi = _f(r["psi"])
+        psi = finite_or_none(r["psi"])
         cells = (r.get("n_cells") or 0) + (r.get("n_cells_undefined") or 0)
         tip = f"{r.get('n_cells', '?')} cells, {r.get('n_points', '?')} configurations" + (f"; {r['note']}" if r.get("note") else "")
         if r["axis"] == ALL_AXES:
@@ -437,14 +373,14 @@ def sign_error(inp: Inputs, page: Page) -> str:
     se = inp.frame("sign_error")
     if se is None:
         return sign_error_empty(inp, None)
-    if inp.frame("sign_error_envs") is None and not any(_f(v) is not None for v in se["mean"].to_list()):
+    if inp.frame("sign_error_envs") is None and not any(finite_or_none(v) is not None for v in se["mean"].to_list()):
         return sign_error_empty(inp, se) + "<details><summary>table</summary>" + table(se) + "</details>"
     top = [m for m in featured_measures(inp, MAX_CDF_MEASURES) if m in set(se["measure"].to_list())]
     marks = [
-        {"axis": r["axis"], "measure": short(r["measure"]), "statistic": s, "value": _f(r[s])}
+        {"axis": r["axis"], "measure": short(r["measure"]), "statistic": s, "value": finite_or_none(r[s])}
         for r in se.filter(pl.col("measure").is_in(top)).iter_rows(named=True)
         for s in ("mean", "p90", "max")
-        if _f(r[s]) is not None
+        if finite_or_none(r[s]) is not None
     ]
     envs = inp.frame("sign_error_envs")
     parts = []
@@ -483,7 +419,7 @@ def sign_error(inp: Inputs, page: Page) -> str:
 
 def partial(inp: Inputs, page: Page) -> str:
     """Measure vs target controlling for each covariate (Kendall τ), with the change from the raw τ."""
-    raw = {m: _f(r.get("kendall_tau")) for m, r in rank_rows(inp).items()}
+    raw = {m: finite_or_none(r.get("kendall_tau")) for m, r in rank_rows(inp).items()}
     order = {m: i for i, m in enumerate(ranked_measures(inp))}
     parts = []
     shown = False
@@ -501,9 +437,9 @@ def partial(inp: Inputs, page: Page) -> str:
         drawn = drawn.with_columns(pl.col("measure").replace_strict(order, default=len(order), return_dtype=pl.Int64).alias("_o")).sort("_o", maintain_order=True)
         rows = []
         for r in drawn.iter_rows(named=True):
-            tau = _f(r["kendall_tau"])
+            tau = finite_or_none(r["kendall_tau"])
             base = raw.get(r["measure"])
-            delta = _f(r["change"]) if "change" in drawn.columns else (tau - base if tau is not None and base is not None else None)
+            delta = finite_or_none(r["change"]) if "change" in drawn.columns else (tau - base if tau is not None and base is not None else None)
             text = "—" if tau is None else f"{tau:+.2f}" + (f" (Δ {delta:+.2f})" if delta is not None else "")
             tip = f"raw τ {base:+.3f}" if base is not None else "raw τ not in the ranking"
             if r.get("note"):
@@ -602,10 +538,10 @@ def cost(inp: Inputs, page: Page) -> str:
         return missing(inp.why("cost") + extra)
     f = f.sort("median_seconds", nulls_last=True)
     rows = [
-        {"measure": short(str(r["measure"])), "seconds": _f(r["median_seconds"]),
-         "text": fmt_number(r["median_seconds"]) + " s" + (f"  (× {r['ratio_to_cheapest']:.3g})" if _f(r.get("ratio_to_cheapest")) is not None else "")}
+        {"measure": short(str(r["measure"])), "seconds": finite_or_none(r["median_seconds"]),
+         "text": fmt_number(r["median_seconds"]) + " s" + (f"  (× {r['ratio_to_cheapest']:.3g})" if finite_or_none(r.get("ratio_to_cheapest")) is not None else "")}
         for r in f.iter_rows(named=True)
-        if _f(r["median_seconds"]) is not None
+        if finite_or_none(r["median_seconds"]) is not None
     ]
     log = spans_decades(finite_values(f, "median_seconds"))
     spec = charts.cost_chart(rows, log)
@@ -630,7 +566,7 @@ def runs(inp: Inputs, page: Page) -> str:
     return lead + table(frame, links=links, scroll=True)
 
 
-CONSUMED = {"flag_coverage", "verdict_matrix", "reversal_explanations", "verdict_sentences", "rank", "correlations", "flag_evidence", "per_sample_corr", "partial", "partial_matrix", "granulated", "sign_error", "sign_error_envs", "cmi", "flags", "cost", "curves", "per_sample"}
+CONSUMED = {"flag_coverage", "verdict_matrix", "reversal_explanations", "verdict_sentences", "rank", "correlations", "flag_evidence", "per_sample_corr", "partial", "partial_matrix", "granulated", "sign_error", "sign_error_envs", "cmi", "flags", "cost", "curves", "per_sample", "detectable_effect"}
 
 
 def other(inp: Inputs, page: Page) -> str:
@@ -646,21 +582,10 @@ def other(inp: Inputs, page: Page) -> str:
 SectionFn = Callable[[Inputs, Page], str]
 
 
-def paper_views(inp: Inputs, page: Page) -> str:
-    from analyze.report.paper import paper_views as views
-
-    return views(inp, page)
-
-
-def verdict(inp: Inputs, page: Page) -> str:
-    from analyze.report.verdict import verdict as view
-
-    return view(inp, page)
-
-
 SECTIONS: dict[str, tuple[str, SectionFn]] = {
     "header": ("", header),
     "verdict": ("Verdict", verdict),
+    "comparison": ("Comparison point", comparison),
     "ranking": ("Ranking", ranking),
     "panels": ("Measures against generalization", panels),
     "granulated": ("Granulated Kendall", granulated),

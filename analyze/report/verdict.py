@@ -2,7 +2,8 @@
 
 Renders the frames ``verdict_matrix``, ``verdict_sentences`` and ``reversal_explanations`` (analyze.stats.suite) and
 the flags frame; it computes no statistic. Rows of the matrix are grouped by measure family in ``FAMILIES`` order
-(the families the mission names: margins, norms, Hessian trace, λ_max, sharpness, PAC-Bayes, log volume); each cell
+(``analyze.stats.verdict.FAMILIES``: margins, norms, Hessian trace, λ_max, sharpness, adaptive sharpness, PAC-Bayes,
+log volume, spectra, optimization); each cell
 says whether the measure's relation to the target *holds*, *weakens*, *reverses* or was *not testable* when that
 intervention moves, with the evidence sentence on hover and, on click, under the chart.
 """
@@ -16,12 +17,14 @@ import polars as pl
 from analyze.report import charts
 from analyze.report.data import short
 from analyze.report.page import Page, escape, table
-from analyze.report.sections import INFO_FLAGS, Inputs, _ci, _f, direction_phrase, missing, note, strength
+from analyze.numbers import finite_or_none
+from analyze.stats.verdict import FAMILIES as STATS_FAMILIES
+from analyze.report.blocks import INFO_FLAGS, Inputs, ci_text, direction_phrase, missing, note, strength
 
-FAMILIES = ("margins", "norms", "Hessian trace", "λ_max", "sharpness", "PAC-Bayes", "log volume")
+FAMILIES = tuple(STATS_FAMILIES)
 VERDICT_TEXT = {"holds": "holds", "weakens": "weakens", "reverses": "reverses", "not_testable": "not testable"}
 # "holds" of a pooled relation that is itself reversed, or not significant, must not read as a green success.
-HOLDS_AS = {"reversed": "stays reversed", "none": "no pooled relation", "unknown": "no pooled relation"}
+HOLDS_AS = {"reversed": "stays reversed", "none": "no pooled relation", "unknown": "direction unknown"}
 MAX_REVERSALS_SHOWN = 6  # reversal sentences shown open (explained first, then intervals excluding 0); the rest folded
 EVIDENCE_ID = "verdict-evidence"  # the element a click on a matrix cell writes its evidence into
 
@@ -37,7 +40,7 @@ def matrix_rows(matrix: pl.DataFrame) -> list[dict[str, Any]]:
     rows = []
     for r in m.iter_rows(named=True):
         v = str(r["verdict"])
-        tau = _f(r.get("tau_pooled"))
+        tau = finite_or_none(r.get("tau_pooled"))
         shown = VERDICT_TEXT.get(v, v)
         if v == "holds" and r.get("pooled_relation") in HOLDS_AS:  # what holds is a reversal, or no relation at all
             shown = HOLDS_AS[r["pooled_relation"]]
@@ -69,12 +72,14 @@ def matrix(inp: Inputs, page: Page) -> str:
     return (
         page.add_chart(spec, label="verdict matrix")
         + f"<p id='{EVIDENCE_ID}' class='evidence'>Hover over a cell for its evidence; click it to keep the evidence here.</p>"
-        + note(f"{n_measures} measure(s) × {n_interventions} intervention(s): {summary}. The verdict is the break flags' "
-               "decision along that intervention (section Flags): reverses — a sign or Simpson reversal was flagged; "
-               "weakens — a weakening or decoupling was flagged; holds — its levels were compared with the reference "
-               "and nothing was flagged (stays reversed — and the pooled relation has the sign the literature does not "
-               "expect; no pooled relation — and the pooled τ is not significant, so there was nothing to lose); "
-               "not testable — no level had enough runs to compare. Diagnostics (standard "
+        + note(f"{n_measures} measure(s) × {n_interventions} intervention(s): {summary}. Each cell follows the evidence "
+               "along that intervention (section Flags; every pair of levels is compared): reverses — a sign or Simpson "
+               "reversal was flagged, or two levels have τ intervals excluding 0 on opposite sides; weakens — a weakening "
+               "or decoupling was flagged, or τ lacks the expected sign in some level; holds — τ has the expected sign in "
+               "every level with enough runs and nothing was flagged (stays reversed — and the pooled relation has the sign the literature does not "
+               "expect; no pooled relation — and the pooled τ's interval contains 0, so there was nothing to lose; direction "
+               "unknown — no expected sign is registered for the measure or the target, so the pooled τ is shown as it is); "
+               "not testable — fewer than two levels had enough runs to compare. Diagnostics (standard "
                "errors, HVP counts, convergence) are not measures and are not in the matrix.")
     )
 
@@ -83,7 +88,9 @@ def sentences(inp: Inputs) -> str:
     frame = inp.frame("verdict_sentences")
     if frame is None:
         return missing(inp.why("verdict_sentences"))
-    items = "".join(f"<li>{escape(s)}</li>" for s in frame["sentence"].to_list() if s)
+    from analyze.report.comparison import verdict_items  # untestable levels and detectable effects
+
+    items = "".join(f"<li>{escape(s)}</li>" for s in frame["sentence"].to_list() + verdict_items(inp) if s)
     return f"<ol class='verdict' id='verdict-sentences'>{items}</ol>"
 
 
@@ -99,7 +106,7 @@ def reversals(inp: Inputs) -> str:
     head = (f"<p class='flag'><b>{frame.height} measure(s) relate to {escape(short(inp.target))} with the sign the literature "
             f"does not expect</b>; {explained.height} of them are explained by an intervention:</p>")
     def clear(r: dict) -> bool:  # explained, or an interval that excludes 0: shown first
-        lo, hi = _f(r.get("ci_low")), _f(r.get("ci_high"))
+        lo, hi = finite_or_none(r.get("ci_low")), finite_or_none(r.get("ci_high"))
         return bool(r.get("explained_by")) or (lo is not None and hi is not None and (lo > 0 or hi < 0))
 
     rows = sorted(frame.iter_rows(named=True), key=lambda r: (not r.get("explained_by"), not clear(r)))
@@ -172,7 +179,7 @@ def strongest(inp: Inputs, top: int = 3) -> tuple[str, str]:
     items = []
     for r in best.iter_rows(named=True):
         tau = float(r["kendall_tau"])
-        ci = _ci(r.get("kendall_ci_low"), r.get("kendall_ci_high"))
+        ci = ci_text(r.get("kendall_ci_low"), r.get("kendall_ci_high"))
         items.append(
             f"<li><b>{escape(short(r['measure']))}</b>: {strength(tau)} {'positive' if tau > 0 else 'negative'} τ with "
             f"<code>{escape(inp.target)}</code>, {direction_phrase(r)}. "

@@ -6,13 +6,14 @@ values (null, NaN, ±inf) are dropped per analysis and the number of runs used i
 
 from __future__ import annotations
 
-from functools import lru_cache
 from typing import Iterable, Sequence
 
 import numpy as np
 import polars as pl
 
 from analyze.columns import DEFAULT_TARGETS, DIAG, GEN, HP, MEASURE, hp_columns, measure_columns, target_badness
+from analyze.public_ledger import registry_key
+from collect.catalog import expected_direction, output_kind
 
 
 class StatsError(ValueError):
@@ -86,16 +87,9 @@ def is_diagnostic(column: str) -> bool:
     return column.startswith(MEASURE) and _output_kind(column.removeprefix(MEASURE)) == "diagnostic"
 
 
-@lru_cache(maxsize=None)
 def _output_kind(key: str) -> str:
-    try:
-        from collect.measures.registry import output_kind
-    except Exception:  # torch missing: kinds unknown, every measure.* column is taken as a measure
-        return "unknown"
-    try:
-        return str(output_kind(key))
-    except Exception:
-        return "unknown"
+    """'measure', 'diagnostic', 'gen' or 'unknown' for an output key, from the torch-free ``collect.catalog``."""
+    return output_kind(key)
 
 
 def all_hp_columns(ledger: pl.DataFrame) -> list[str]:
@@ -124,25 +118,25 @@ def group_codes(ledger: pl.DataFrame, columns: Sequence[str]) -> np.ndarray:
     return codes.astype(np.int64) - 1
 
 
-def expected_sign(measure: str, target: str) -> int:
-    """Expected sign of corr(measure, target): the registry's direction (vs the gap) times the target's badness.
+def expected_sign(measure: str, target: str, better: str | None = None) -> int:
+    """Expected sign of corr(measure, target) = direction(measure) · badness(target).
 
-    0 when the registry does not know the measure (e.g. a ledger from another study), when the registry cannot be
-    imported (it imports torch), or when the target's orientation is unknown.
+    direction: the measure registry's expected sign versus the gap (``measure_direction``); badness:
+    ``analyze.columns.target_badness(target, better)`` (+1 when larger values are worse; ``better`` = "lower" |
+    "higher" sets it for a target without a known orientation). 0 when either is unknown.
     """
-    return _direction(measure) * target_badness(target)
+    return measure_direction(measure) * target_badness(target, better)
 
 
-@lru_cache(maxsize=None)
+def measure_direction(measure: str) -> int:
+    """+1 / −1: the sign of corr(measure, gap) the literature expects (the measure registry's entry for the column's
+    key, or for the registry measure a public ledger's name stands for, ``analyze.public_ledger.registry_key``);
+    0 when neither is registered. Read from the torch-free ``collect.catalog``."""
+    return _direction(measure) or _direction(MEASURE + registry_key(measure))
+
+
 def _direction(measure: str) -> int:
-    try:
-        from collect.measures.registry import expected_direction
-    except Exception:  # torch missing or a broken measure module: directions are then unknown, not an error
-        return 0
-    try:
-        return int(expected_direction(measure))
-    except Exception:
-        return 0
+    return expected_direction(measure)
 
 
 def sign_word(s: float | int) -> str:

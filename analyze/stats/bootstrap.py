@@ -30,6 +30,7 @@ from scipy import sparse
 from scipy.special import ndtr, ndtri
 
 from analyze.stats._pairs import dense_rank, quadrant_counts, tau_b_from_counts, tie_groups
+from analyze.defaults import CONFIDENCE
 
 METHODS = ("pearson", "spearman", "kendall")
 CHUNK = 100  # resamples processed together: bounds memory to a few arrays of CHUNK × n values
@@ -129,7 +130,6 @@ def _r_from_moments(n: float, sx, sy, sxx, syy, sxy) -> np.ndarray:
 
 
 def _spearman(data: np.ndarray, pairs: np.ndarray, counts: np.ndarray | None, jackknife: bool, chunk: int) -> Replicates:
-    n = data.shape[0]
     cols = np.unique(pairs)
     ranks = {c: _avg_ranks(data[:, c]) for c in cols}
     est = np.array([_pearson_1d(ranks[i], ranks[j]) for i, j in pairs])
@@ -402,11 +402,15 @@ def _block_quadratic(mats: np.ndarray, w: np.ndarray) -> np.ndarray:
     """Σ_blocks w_blockᵀ A_block w_block per column: (K, s, s) 0/1 matrices, (K, s, b) weights -> (b,) float64.
 
     The batched product runs in torch (a dependency of the package): numpy's stacked matmul does not call BLAS
-    per block and is ~25× slower here.
+    per block and is ~25× slower here. Where torch cannot be imported numpy computes the same sums (the products
+    are exact on these integer-valued float32 arrays, so the result does not depend on which one ran).
     """
-    import torch
-
-    prod = torch.bmm(torch.from_numpy(mats), torch.from_numpy(w)).numpy()
+    try:
+        import torch
+    except ImportError:
+        prod = np.matmul(mats, w)
+    else:
+        prod = torch.bmm(torch.from_numpy(mats), torch.from_numpy(w)).numpy()
     prod *= w
     return prod.sum(axis=(0, 1), dtype=np.float64)
 
@@ -414,7 +418,7 @@ def _block_quadratic(mats: np.ndarray, w: np.ndarray) -> np.ndarray:
 # --- BCa ---------------------------------------------------------------------------------------------------------
 
 
-def bca_interval(replicates: Replicates, confidence: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+def bca_interval(replicates: Replicates, confidence: float = CONFIDENCE) -> tuple[np.ndarray, np.ndarray]:
     """Two-sided BCa interval per pair (Efron & Tibshirani 1993, eq. 14.10 and 14.15), as scipy computes it.
 
     NaN where the bootstrap distribution is degenerate (e.g. a constant column) or no resamples were drawn.

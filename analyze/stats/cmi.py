@@ -10,7 +10,14 @@ minimum over every S of ``set_size`` interventions (every pair by default; fewer
 1 means the measure orders runs exactly like the gap in every slice; 0 means it carries no information.
 
 Pairs tied in the gap have no V_g and are left out; pairs tied in the measure keep V_μ = 0, a third value, so a
-measure that cannot tell runs apart scores low. Pair tables are counted by sorting (``_pairs.PrefixCounter`` with
+measure that cannot tell runs apart scores low.
+
+Small samples: the plug-in I over a slice of N pairs is biased upward by about (3 − 1)(2 − 1)/(2 N ln 2) bits
+(Miller–Madow), and H(V_g | U) ≤ 1, so a score means something only with enough pairs per slice: a conditioning set
+whose slices hold fewer than ``MIN_PAIRS_PER_SLICE`` = 20 ordered pairs on average (bias ≥ 0.036 bits) is not scored,
+and when no set is left the row is null with a note giving the number of runs and pairs per slice (8 runs over two
+two-level axes give 3.5 pairs per slice: a CMI of 0.66 from them is bias, not information). Pair tables are counted
+by sorting (``_pairs.PrefixCounter`` with
 one weight row per slice group), never by enumerating the n² pairs.
 """
 
@@ -38,6 +45,7 @@ SCHEMA: dict[str, pl.DataType] = {
     "n_pairs": pl.Int64,
     "note": pl.Utf8,
 }
+MIN_PAIRS_PER_SLICE = 20
 _MAX_ROWS = 4096  # weight rows (slice groups) processed together: bounds memory to _MAX_ROWS × n × 8 bytes
 
 
@@ -154,6 +162,13 @@ def _unsort(values: np.ndarray, order: np.ndarray) -> np.ndarray:
     return out
 
 
+def pairs_per_slice(table: np.ndarray) -> float:
+    """Mean ordered pairs over the non-empty slices of a (G, G, 3, 2) table (0 when every slice is empty)."""
+    counts = table.reshape(-1, 6).sum(axis=1)
+    used = counts > 0
+    return float(counts[used].mean()) if used.any() else 0.0
+
+
 def cmi_from_table(table: np.ndarray) -> float:
     """I(V_μ; V_g | U) / H(V_g | U) in bits from (G, G, 3, 2) slice tables; NaN if V_g never varies in a slice."""
     t = table.reshape(-1, 3, 2)
@@ -180,8 +195,10 @@ def conditional_mutual_information(
     measures: Sequence[str] | None = None,
     axes: Sequence[str] | None = None,
     set_size: int = 2,
+    min_pairs_per_slice: float = MIN_PAIRS_PER_SLICE,
 ) -> pl.DataFrame:
-    """One row per measure: the minimum CMI over the conditioning sets, which set attains it, and the maximum."""
+    """One row per measure: the minimum CMI over the conditioning sets, which set attains it, and the maximum
+    (sets with fewer than ``min_pairs_per_slice`` pairs per non-empty slice are not scored; module docstring)."""
     runs = finished_runs(ledger)
     (target,) = pick_targets(runs, target)
     measure_cols = pick_measures(runs, measures)
@@ -205,11 +222,16 @@ def conditional_mutual_information(
             continue
         groups = [dense_rank(codes[s][ok]) for s in sets]
         tables = pair_tables(x[ok, k], g_all[ok], groups)
-        scores = np.array([cmi_from_table(t) for t in tables])
+        per_slice = np.array([pairs_per_slice(t) for t in tables])
+        scores = np.array([cmi_from_table(t) if d >= min_pairs_per_slice else np.nan for t, d in zip(tables, per_slice)])
         row["n_pairs"] = int(tables[0].sum())
         if np.isfinite(scores).any():
             best = int(np.nanargmin(scores))
             row["cmi"], row["conditioning"], row["cmi_max"] = float(scores[best]), ",".join(sets[best]), float(np.nanmax(scores))
+        elif (per_slice < min_pairs_per_slice).all():
+            row["note"] = (f"too few runs: {int(ok.sum())} runs give at most {per_slice.max():.1f} ordered pairs per slice "
+                           f"of any conditioning set, fewer than {min_pairs_per_slice:g} (the plug-in bias of I is about "
+                           f"1/(2 ln 2 · pairs per slice) bits); run more seeds or condition on fewer levels")
         else:
             row["note"] = f"{target} does not vary within any slice; the score is undefined"
         rows.append(row)

@@ -1,7 +1,12 @@
 """Correlations of every measure with every generalization target: Pearson r, Spearman ρ, Kendall τ-b.
 
 Coefficients and p-values are scipy.stats' own (``pearsonr``, ``spearmanr``, ``kendalltau``) on the runs that have
-both values; the optional confidence intervals are seeded BCa bootstrap intervals (``analyze.stats.bootstrap``).
+both values. The optional confidence intervals (``resamples`` > 0) are seeded BCa bootstrap intervals
+(``analyze.stats.bootstrap``). For Spearman ρ and Kendall τ from n ≤ ``rank_intervals.BELT_MAX_N`` = 50 rows the
+interval is the hull of the BCa interval and the Neyman-belt interval of ``analyze.stats.rank_intervals`` (the
+interval of the flags and the verdict), ``belt_hull``: a bootstrap of a small group whose ranks agree perfectly
+resamples ρ = 1 every time and would print [1.00, 1.00]. A bootstrap interval of zero width (every resample gives one
+value) is left null with a note.
 One row per measure × target; ``n`` is the number of FINISHED runs used after dropping missing values.
 """
 
@@ -14,8 +19,11 @@ import numpy as np
 import polars as pl
 from scipy import stats
 
+from analyze.numbers import finite_or_none
 from analyze.stats._data import as_float, finished_runs, pick_measures, pick_targets
 from analyze.stats.bootstrap import METHODS, bca_interval, correlation_replicates, resample_counts
+from analyze.stats.rank_intervals import BELT_MAX_N, KINDS as RANK_KINDS, rank_interval
+from analyze.defaults import CONFIDENCE
 
 MIN_RUNS = 3
 COEF = {"pearson": "pearson_r", "spearman": "spearman_rho", "kendall": "kendall_tau"}
@@ -40,7 +48,7 @@ def correlations(
     targets: Sequence[str] | str | None = None,
     measures: Sequence[str] | None = None,
     resamples: int = 0,
-    confidence: float = 0.95,
+    confidence: float = CONFIDENCE,
     seed: int = 0,
 ) -> pl.DataFrame:
     """Pearson, Spearman and Kendall τ-b of each measure with each target, with p-values and BCa CIs.
@@ -78,8 +86,8 @@ def pair_row(measure: str, target: str, a: np.ndarray, b: np.ndarray, n_missing:
             ("spearman", stats.spearmanr(a, b)),
             ("kendall", stats.kendalltau(a, b)),
         ):
-            row[COEF[m]] = _f(res.statistic)
-            row[f"{m}_p"] = _f(res.pvalue)
+            row[COEF[m]] = finite_or_none(res.statistic)
+            row[f"{m}_p"] = finite_or_none(res.pvalue)
     return row
 
 
@@ -92,6 +100,16 @@ def untestable(measure: str, target: str, a: np.ndarray, b: np.ndarray, min_runs
     if np.all(b == b[0]):
         return f"{target} is constant ({b[0]:.6g}) over the {b.size} runs; its correlation is undefined"
     return None
+
+
+def belt_hull(bca: tuple[float, float], belt: tuple[float, float]) -> tuple[float, float]:
+    """[min(lo_bca, lo_belt), max(hi_bca, hi_belt)]: the smallest interval holding both (a NaN bound of one is
+    ignored). It covers at least as often as either: the belt where the bootstrap collapses (ranks in perfect
+    agreement), the bootstrap where the dependence is not a Gaussian copula (a mixture of levels with opposite
+    relations spreads τ more than the belt assumes)."""
+    lows = [v for v in (bca[0], belt[0]) if v is not None and np.isfinite(v)]
+    highs = [v for v in (bca[1], belt[1]) if v is not None and np.isfinite(v)]
+    return (min(lows) if lows else float("nan")), (max(highs) if highs else float("nan"))
 
 
 def _add_intervals(
@@ -122,12 +140,14 @@ def _add_intervals(
         sub = data[ok]
         counts = resample_counts(np.random.default_rng(seed), sub.shape[0], resamples)
         pairs = np.array([(i, j) for _, i, j in members])
+        n = sub.shape[0]
         for m in METHODS:
             lo, hi = bca_interval(correlation_replicates(sub, pairs, m, counts), confidence)
             for (r, _, _), l_, h_ in zip(members, lo, hi):
-                rows[r][f"{m}_ci_low"], rows[r][f"{m}_ci_high"] = _f(l_), _f(h_)
-
-
-def _f(v: float) -> float | None:
-    v = float(v)
-    return v if np.isfinite(v) else None
+                if n <= BELT_MAX_N and m in RANK_KINDS:  # small n: never narrower than the flags' belt, never [1, 1]
+                    l_, h_ = belt_hull((l_, h_), rank_interval(rows[r][COEF[m]], n, confidence, m))
+                if not h_ > l_:  # every resample gave the same value (values on a line): no interval to show
+                    l_ = h_ = float("nan")
+                    why = f"{m} interval undefined: every bootstrap resample gives {COEF[m]} = {rows[r][COEF[m]]:.6g}"
+                    rows[r]["note"] = why if rows[r]["note"] is None else f"{rows[r]['note']}; {why}"
+                rows[r][f"{m}_ci_low"], rows[r][f"{m}_ci_high"] = finite_or_none(l_), finite_or_none(h_)

@@ -1,35 +1,40 @@
 """Break flags: where the measure–generalization relationship changes with an intervention.
 
 For every intervention (an ``hp.*`` column, a group of columns the spec moves together — its levels are joint
-values such as "adam, 0.001", see ``analyze.stats.interventions`` — or ``tag.intervention``) with 2–12 levels and
-every level of it, the relationship inside that group is compared with the intervention's reference level (the
-baseline: no dropout, no weight decay, SGD, small batch, α = 1, …; see ``reference_value`` and ``joint_reference``;
-override with ``references``). The coefficient is Spearman's ρ with p from Student's t (n − 2 df, as
-scipy.stats.spearmanr); its CI is tanh(z ± z_{(1+c)/2}·√(1.06/(n − 3))), z = artanh ρ (Fisher's z with the
-Fieller–Hartley–Pearson variance 1.06/(n − 3) for Spearman's ρ); the difference of two groups' ρ is
-Z = (z₁ − z₂)/√(1.06/(n₁ − 3) + 1.06/(n₂ − 3)), two-sided normal p. Shifts of a distribution use the Mann–Whitney U
-test with the rank-biserial effect size 2U/(n₁n₂) − 1.
+values such as "adam, 0.001", see ``analyze.stats.interventions`` — or ``tag.intervention``) with 2–12 levels, every
+pair of levels with at least ``min_group`` runs each is compared (``analyze.stats.level_tests``), all pairs in the
+flag's Benjamini–Hochberg family: a break in any level, the automatically picked reference level included, is
+looked for, and a break shared by several levels (e.g. every Adam level of a zipped optimizer+lr group) is seen
+against the levels without it. Each pair is one test, shown from the side that breaks (the level of the unexpected
+sign for a reversal, the weaker level for a weakening). The reference level (``reference_value``,
+``joint_reference``, ``references``) only orders a pair when neither side breaks: it is a presentation choice.
+
+The coefficient is Spearman's ρ inside a level and the stratified coefficient (within-level centred ranks,
+``level_tests.stratified_r``) over all levels for the Simpson test; its CI and p-value come from
+``analyze.stats.rank_intervals`` (a Gaussian-copula Neyman belt and the permutation null for ≤ 50 runs, Fisher's z
+above: valid at |ρ| = 1 and in groups of 8). The difference of two levels is a permutation test when either side has
+≤ 200 runs, Fisher's z with Bonett & Wright's variance otherwise (one test of any change for reversals, one of the
+change in |ρ| for weakenings).
+Shifts of a distribution use the Mann–Whitney U test with the rank-biserial effect size 2U/(n₁n₂) − 1.
 
 Each flag is decided on the family of tests that can raise it, Benjamini–Hochberg within that family only
 (``adjust_flag_families``: the difference family for weakening, the reversal family for sign and Simpson
 reversals, the shift family for decoupling), and raised on its adjusted p at ``alpha``:
 
-- ``sign_reversal``: ρ in the group and ρ in the reference are both significant, with opposite signs, and differ.
-- ``weakening``: the reference's ρ is significant and the group's is significantly smaller in magnitude.
-- ``simpson_reversal``: the pooled ρ over the intervention's groups and the n-weighted within-group ρ
-  (z̄ = Σ(n_g − 3)z_g / Σ(n_g − 3), SE √(1.06/Σ(n_g − 3))) are both significant and of opposite sign (the pooled
-  trend comes from between-group differences).
-- ``decoupling``: the measure shifts with the intervention (significant, |effect| ≥ ``decouple_measure_effect``)
-  while generalization does not (raw p ≥ alpha and |effect| < ``decouple_target_effect``) — paper 004's
-  large-batch learning-rate and dropout results.
-- ``too_small``: a group (or its reference) has fewer than ``min_group`` runs; reported, not skipped.
+- ``sign_reversal``: ρ in the level and ρ in the other level are both significant, with opposite signs, and differ.
+- ``weakening``: the other level's ρ is significant and this level's is significantly smaller in magnitude.
+- ``simpson_reversal``: the pooled ρ over the intervention's levels and the stratified within-level ρ are both
+  significant and of opposite sign (the pooled trend comes from between-level differences).
+- ``decoupling``: the measure shifts between the two levels (significant, |effect| ≥
+  ``decouple_measure_effect``) while generalization does not (raw p ≥ alpha and |effect| < ``decouple_target_effect``)
+  — paper 004's large-batch learning-rate and dropout results.
+- ``too_small``: a level has fewer than ``min_group`` runs; reported, not skipped.
 
 Each row carries its evidence and one sentence a researcher can paste into a paper.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -37,12 +42,15 @@ import polars as pl
 from scipy import stats
 
 from analyze.columns import DEFAULT_TARGET
-from analyze.stats._data import StatsError, as_float, finished_runs, pick_measures, pick_targets, sign_word
+from analyze.numbers import finite_or_none
+from analyze.stats._data import StatsError, as_float, expected_sign, finished_runs, pick_measures, pick_targets, sign_word
+from analyze.defaults import CONFIDENCE
 from analyze.stats.interventions import TAG_COLUMN, Intervention, interventions, level_label
+from analyze.stats.level_tests import PERMUTATION_MAX_N, PERMUTATION_SEED, Side, centred_ranks, difference_pvalues
 from analyze.stats.multiple_testing import benjamini_hochberg
+from analyze.stats.rank_intervals import rank_interval, rank_pvalue
 
 MAX_LEVELS = 12
-FIELLER = 1.06  # variance inflation of Fisher's z for Spearman's ρ (Fieller, Hartley & Pearson 1957)
 BASELINE_WORDS = ("none", "off", "baseline", "default", "control", "reference", "sgd", "false", "no")
 
 SCHEMA: dict[str, pl.DataType] = {
@@ -133,12 +141,6 @@ def joint_reference(iv: Intervention, runs: pl.DataFrame, references: Mapping[st
     return ", ".join(level_label(v) for v in levels[0])
 
 
-@dataclass
-class _Group:
-    label: str
-    mask: np.ndarray
-
-
 class _Ranker:
     """Spearman ρ of (x, y) on any subset of runs without re-sorting: the subset's order is the global order
     filtered, and average ranks of tied values follow from that order in O(n)."""
@@ -196,20 +198,6 @@ class _Ranker:
         return r, float(2 * stats.t.sf(abs(t), n - 2))
 
 
-def _z(r: float) -> float:
-    return float(np.arctanh(np.clip(r, -0.999999, 0.999999)))
-
-
-def fisher_z_interval(r: float, n: int, confidence: float, variance: float = FIELLER, offset: int = 3) -> tuple[float, float]:
-    """tanh(artanh r ± z_{(1+c)/2}·√(variance/(n − offset))): Spearman's ρ with the defaults (1.06/(n − 3)), Kendall's
-    τ with (0.437, 4) (Fieller, Hartley & Pearson 1957); NaN for n ≤ offset or an undefined r."""
-    if not np.isfinite(r) or n <= offset:
-        return float("nan"), float("nan")
-    half = stats.norm.ppf(0.5 + confidence / 2) * np.sqrt(variance / (n - offset))
-    return float(np.tanh(_z(r) - half)), float(np.tanh(_z(r) + half))
-
-
-
 def _shift(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
     """(two-sided Mann–Whitney p, rank-biserial effect of a over b in [−1, 1])."""
     if np.ptp(np.concatenate([a, b])) == 0:
@@ -225,12 +213,17 @@ def flag_evidence(
     measures: Sequence[str] | None = None,
     group_by: Sequence[str] | None = None,
     min_group: int = 8,
-    confidence: float = 0.95,
+    confidence: float = CONFIDENCE,
     references: Mapping[str, Any] | None = None,
+    seed: int = PERMUTATION_SEED,
 ) -> list[dict]:
-    """Every comparison behind the flags, with raw p-values (records; ``break_flags`` adjusts and decides)."""
+    """Every comparison behind the flags, with raw p-values (records; ``break_flags`` adjusts and decides).
+
+    Every pair of levels with ≥ ``min_group`` runs each is compared (``level_pairs``), and the stratified
+    within-level ρ over all of them is compared with the pooled ρ (Simpson); see the module docstring and
+    ``analyze.stats.level_tests``. Permutations draw from ``numpy.random.default_rng(seed)``: reproducible."""
     if min_group < 4:
-        raise StatsError(f"--min-group {min_group}: at least 4 runs per group are needed for a Fisher z test")
+        raise StatsError(f"--min-group {min_group}: at least 4 runs per group are needed for a rank correlation test")
     runs = finished_runs(ledger)
     (target,) = pick_targets(runs, target)
     measure_cols = pick_measures(runs, measures)
@@ -238,6 +231,7 @@ def flag_evidence(
     if not found:
         raise StatsError("break flags: no hp.* or tag.intervention column varies among the finished runs; nothing to group by")
     references = dict(references or {})
+    rng = np.random.default_rng(seed)
     y_all = as_float(runs, [target])[:, 0]
     x_all = as_float(runs, measure_cols)
     records: list[dict] = []
@@ -250,54 +244,94 @@ def flag_evidence(
                             "measures": list(measure_cols)})
             continue
         ref_label = joint_reference(iv, runs, references)
-        groups = [_Group(u, labels == u) for u in uniq]
-        target_shift: dict[tuple[str, bytes, bytes], tuple[float, float]] = {}
+        codes = np.array([uniq.index(v) for v in labels.tolist()], dtype=np.int64)
+        target_shift: dict[tuple[bytes, bytes], tuple[float, float]] = {}
         for k, measure in enumerate(measure_cols):
             ok = np.isfinite(x_all[:, k]) & np.isfinite(y_all)
             x, y = np.where(ok, x_all[:, k], 0.0), np.where(ok, y_all, 0.0)
             ranker = _Ranker(x, y)
-            ref_mask = ok & (labels == ref_label)
-            n_ref = int(ref_mask.sum())
-            r_ref, p_ref = ranker.spearman(ref_mask)
-            base = {"measure": measure, "target": target, "axis": axis, "reference": ref_label, "n_reference": n_ref,
-                    "r_reference": r_ref, "p_reference": p_ref, "ci_reference": fisher_z_interval(r_ref, n_ref, confidence),
-                    "reference_where": iv.where(ref_label)}
-            within = []
-            for grp in groups:
-                mask = ok & grp.mask
-                n = int(mask.sum())
-                r_g, p_g = (r_ref, p_ref) if grp.label == ref_label else ranker.spearman(mask)
-                if n >= min_group and np.isfinite(r_g):
-                    within.append((n, r_g))
-                if grp.label == ref_label:
-                    continue
-                rec = {**base, "kind": "comparison", "group": grp.label, "n_group": n, "group_where": iv.where(grp.label)}
-                if n < min_group or n_ref < min_group:
-                    rec["kind"] = "too_small"
-                    records.append(rec)
-                    continue
-                se = np.sqrt(FIELLER / (n - 3) + FIELLER / (n_ref - 3))
-                p_diff = float(2 * stats.norm.sf(abs(_z(r_g) - _z(r_ref)) / se)) if np.isfinite(r_g) and np.isfinite(r_ref) else float("nan")
-                p_mshift, e_mshift = ranker.shift("x", mask, ref_mask)
-                key = (grp.label, mask.tobytes(), ref_mask.tobytes())
+            sizes = {u: int((ok & (labels == u)).sum()) for u in uniq}
+            testable = [u for u in uniq if sizes[u] >= min_group]
+            rest_word = iv.where(testable[0]) if len(testable) == 1 else f"the other levels of {iv.label}"
+            for u in uniq:
+                if sizes[u] < min_group:
+                    other = [v for v in testable if v != u]
+                    records.append({"kind": "too_small", "measure": measure, "target": target, "axis": axis,
+                                    "group": u, "n_group": sizes[u], "group_where": iv.where(u),
+                                    "reference": other[0] if len(other) == 1 else "(other levels)",
+                                    "reference_where": iv.where(other[0]) if len(other) == 1 else rest_word,
+                                    "n_reference": sum(sizes[v] for v in other)})
+            if len(testable) < 2:
+                continue
+            keep = ok & np.isin(labels, testable)
+            cx, cy = centred_ranks(x[keep], codes[keep]), centred_ranks(y[keep], codes[keep])
+            kept_labels = labels[keep]
+            for g_label, rest_label in level_pairs(testable, ref_label):
+                g_in, r_in = kept_labels == g_label, kept_labels == rest_label
+                g_side, rest_side = Side(cx[g_in], cy[g_in], 1), Side(cx[r_in], cy[r_in], 1)
+                where_rest = iv.where(rest_label)
+                mask = np.zeros(ok.size, dtype=bool)
+                mask[np.flatnonzero(keep)[g_in]] = True
+                rest_mask = np.zeros(ok.size, dtype=bool)
+                rest_mask[np.flatnonzero(keep)[r_in]] = True
+                r_g, r_r = g_side.r(), rest_side.r()
+                p_diff, p_strength = difference_pvalues(g_side, rest_side, rng)
+                p_mshift, e_mshift = ranker.shift("x", mask, rest_mask)
+                key = (mask.tobytes(), rest_mask.tobytes())
                 if key not in target_shift:  # the same for every measure with the same complete runs
-                    target_shift[key] = ranker.shift("y", mask, ref_mask)
+                    target_shift[key] = ranker.shift("y", mask, rest_mask)
                 p_tshift, e_tshift = target_shift[key]
-                rec.update({"r_group": r_g, "p_group": p_g, "ci_group": fisher_z_interval(r_g, n, confidence), "p_diff": p_diff,
-                            "p_measure_shift": p_mshift, "measure_shift": e_mshift, "p_target_shift": p_tshift,
-                            "target_shift": e_tshift})
-                records.append(rec)
-            if len(within) >= 2:
-                pool = ok & np.isin(labels, [g.label for g in groups])
-                r_pool, p_pool = ranker.spearman(pool)
-                weights = np.array([n - 3 for n, _ in within], dtype=np.float64)
-                zbar = float((weights * np.array([_z(r) for _, r in within])).sum() / weights.sum())
-                p_within = float(2 * stats.norm.sf(abs(zbar) / np.sqrt(FIELLER / weights.sum())))
-                records.append({**base, "kind": "simpson", "group": "(within groups)", "n_group": int(sum(n for n, _ in within)),
-                                "n_pooled": int(pool.sum()), "r_pooled": r_pool, "p_pooled": p_pool,
-                                "ci_pooled": fisher_z_interval(r_pool, int(pool.sum()), confidence), "r_within": float(np.tanh(zbar)),
-                                "p_within": p_within, "n_groups": len(within)})
+                records.append({
+                    "kind": "comparison", "measure": measure, "target": target, "axis": axis, "group": g_label,
+                    "n_group": g_side.n, "group_where": iv.where(g_label), "reference": rest_label,
+                    "n_reference": rest_side.n, "reference_where": where_rest,
+                    "r_group": r_g, "p_group": g_side.pvalue(), "ci_group": g_side.interval(confidence),
+                    "r_reference": r_r, "p_reference": rest_side.pvalue(), "ci_reference": rest_side.interval(confidence),
+                    "p_diff": p_diff, "p_strength": p_strength,
+                    "p_measure_shift": p_mshift, "measure_shift": e_mshift, "p_target_shift": p_tshift,
+                    "target_shift": e_tshift,
+                })
+            all_side = Side(cx, cy, len(testable))
+            r_within = all_side.r()
+            if np.isfinite(r_within):
+                pool = keep
+                r_pool, _ = ranker.spearman(pool)
+                n_pool = int(pool.sum())
+                records.append({
+                    "kind": "simpson", "measure": measure, "target": target, "axis": axis, "group": "(within groups)",
+                    "reference": "(pooled)", "reference_where": "all levels pooled", "n_group": n_pool,
+                    "n_reference": n_pool, "n_pooled": n_pool, "r_pooled": r_pool,
+                    "p_pooled": rank_pvalue(r_pool, n_pool), "ci_pooled": rank_interval(r_pool, n_pool, confidence),
+                    "r_within": r_within, "p_within": all_side.pvalue(), "ci_within": all_side.interval(confidence),
+                    "n_groups": len(testable),
+                })
     return records
+
+
+def level_pairs(testable: Sequence[str], ref_label: str) -> list[tuple[str, str]]:
+    """Every pair of testable levels once, as (group, other): the reference level, when in the pair, is the other."""
+    out = []
+    for i, a in enumerate(testable):
+        for b in testable[i + 1 :]:
+            out.append((b, a) if a == ref_label else (a, b) if b == ref_label else (b, a))
+    return out
+
+
+SWAP = (("group", "reference"), ("n_group", "n_reference"), ("group_where", "reference_where"),
+        ("r_group", "r_reference"), ("p_group", "p_reference"), ("ci_group", "ci_reference"))
+
+
+def _shown_from_breaking_side(rec: dict, want: int, reversal: bool) -> dict:
+    """A comparison of two levels is one test; show it from the level that breaks: for a reversal the level whose ρ
+    has the unexpected sign (when the expected sign is known), for a weakening the weaker level."""
+    r_g, r_r = rec["r_group"], rec["r_reference"]
+    swap = (want != 0 and np.sign(r_g) == want) if reversal else abs(r_g) > abs(r_r)
+    if not swap:
+        return rec
+    out = dict(rec)
+    for a, b in SWAP:
+        out[a], out[b] = rec[b], rec[a]
+    return out
 
 
 def break_flags(
@@ -308,7 +342,7 @@ def break_flags(
     group_by: Sequence[str] | None = None,
     alpha: float = 0.05,
     min_group: int = 8,
-    confidence: float = 0.95,
+    confidence: float = CONFIDENCE,
     references: Mapping[str, Any] | None = None,
     decouple_measure_effect: float = 0.5,
     decouple_target_effect: float = 0.2,
@@ -327,7 +361,7 @@ def decide_flags(
     *,
     alpha: float = 0.05,
     min_group: int = 8,
-    confidence: float = 0.95,
+    confidence: float = CONFIDENCE,
     decouple_measure_effect: float = 0.5,
     decouple_target_effect: float = 0.2,
 ) -> pl.DataFrame:
@@ -345,8 +379,7 @@ def decide_flags(
         elif kind == "too_small":
             rows.append(_row("too_small", rec, sentence=(
                 f"{rec['group_where']} has {rec['n_group']} finished run(s) with both {rec['measure']} and "
-                f"{rec['target']} (reference {rec['reference_where']}: {rec['n_reference']}); at least {min_group} "
-                "are needed in each group, so this relationship was not tested.")))
+                f"{rec['target']}; at least {min_group} are needed in a level, so its relationship was not tested.")))
         elif kind == "comparison":
             rows.extend(_comparison_flags(rec, alpha, pct, decouple_target_effect))
         elif kind == "simpson" and rec["p_simpson_adj"] < alpha:
@@ -354,11 +387,11 @@ def decide_flags(
             rows.append(_row("simpson_reversal", {**rec, "group": "(within groups)", "reference": "(pooled)",
                                                   "n_reference": rec["n_pooled"]},
                              r_group=rec["r_within"], r_reference=rec["r_pooled"], ci_reference=(lo, hi),
-                             test="stratified_fisher_z", p_value=rec["p_simpson"], p_adj=rec["p_simpson_adj"],
+                             ci_group=rec["ci_within"], test="stratified_rank", p_value=rec["p_simpson"], p_adj=rec["p_simpson_adj"],
                              sentence=(
                 f"Across {rec['axis']} groups, {rec['measure']} correlates {sign_word(rec['r_pooled'])}ly with "
                 f"{rec['target']} when runs are pooled (Spearman ρ = {rec['r_pooled']:.2f}, {pct} CI [{lo:.2f}, {hi:.2f}], "
-                f"n = {rec['n_pooled']}) but {sign_word(rec['r_within'])}ly within each group (n-weighted ρ = "
+                f"n = {rec['n_pooled']}) but {sign_word(rec['r_within'])}ly within each group (stratified ρ = "
                 f"{rec['r_within']:.2f} over {rec['n_groups']} groups; reversal test BH-adjusted p {_p(rec['p_simpson_adj'])}): "
                 f"a Simpson reversal, so the pooled trend reflects differences between {rec['axis']} groups.")))
     return pl.DataFrame(rows, schema=SCHEMA, orient="row") if rows else pl.DataFrame(schema=SCHEMA)
@@ -373,7 +406,8 @@ def adjust_flag_families(records: list[dict], decouple_measure_effect: float = 0
     Every test is an intersection–union test (Berger 1982: the largest of its component p-values, each two-sided)
     whose p-value is set to 1 when the estimates point the other way, so a family holds only tests of its flag:
 
-    - difference (``weakening``): p = max(p_diff, p_reference) when |ρ_group| < |ρ_reference|, else 1;
+    - difference (``weakening``): p = max(p_strength, p of the stronger level's ρ) when the two levels' |ρ| differ
+      (one test per pair of levels, shown from the weaker level), else 1;
     - reversal (``sign_reversal`` and ``simpson_reversal``): p = max(p_group, p_reference, p_diff) when ρ_group and
       ρ_reference have opposite signs, else 1; Simpson: p = max(p_pooled, p_within) when the pooled and the
       within-group ρ have opposite signs, else 1;
@@ -387,7 +421,8 @@ def adjust_flag_families(records: list[dict], decouple_measure_effect: float = 0
         if rec["kind"] == "comparison":
             r_g, r_r = rec["r_group"], rec["r_reference"]
             finite = np.isfinite(r_g) and np.isfinite(r_r)
-            rec["p_weakening"] = max(rec["p_diff"], rec["p_reference"]) if finite and abs(r_g) < abs(r_r) else 1.0
+            stronger_p = rec["p_reference"] if abs(r_r) >= abs(r_g) else rec["p_group"]
+            rec["p_weakening"] = max(rec["p_strength"], stronger_p) if finite and abs(r_g) != abs(r_r) else 1.0
             rec["p_reversal"] = (max(rec["p_group"], rec["p_reference"], rec["p_diff"])
                                  if finite and np.sign(r_g) * np.sign(r_r) < 0 else 1.0)
             rec["p_decoupling"] = (rec["p_measure_shift"] if abs(rec["measure_shift"]) >= decouple_measure_effect
@@ -407,20 +442,24 @@ def adjust_flag_families(records: list[dict], decouple_measure_effect: float = 0
 
 def _comparison_flags(rec: dict, alpha: float, pct: str, t_effect: float) -> list[dict]:
     out = []
+    reversal = rec["p_reversal_adj"] < alpha
+    original, rec = rec, _shown_from_breaking_side(rec, expected_sign(rec["measure"], rec["target"]), reversal)
     r_g, r_r = rec["r_group"], rec["r_reference"]
     (lo, hi), (rlo, rhi) = rec["ci_group"], rec["ci_reference"]
     where = f"Within {rec['group_where']} (n = {rec['n_group']})"
     ref = f"{rec['reference_where']} (ρ = {r_r:.2f}, {pct} CI [{rlo:.2f}, {rhi:.2f}], n = {rec['n_reference']})"
-    if rec["p_reversal_adj"] < alpha:
-        out.append(_row("sign_reversal", rec, test="fisher_z", p_value=rec["p_reversal"], p_adj=rec["p_reversal_adj"], sentence=(
+    test_name = "permutation" if min(rec["n_group"], rec["n_reference"]) <= PERMUTATION_MAX_N else "Fisher z"
+    if reversal:
+        out.append(_row("sign_reversal", rec, test="rank_difference", p_value=rec["p_reversal"], p_adj=rec["p_reversal_adj"], sentence=(
             f"{where}, {rec['measure']} correlates {sign_word(r_g)}ly with {rec['target']} (Spearman ρ = {r_g:.2f}, "
-            f"{pct} CI [{lo:.2f}, {hi:.2f}]), the reverse of the reference {ref}; reversal test (both ρ and their "
-            f"Fisher-z difference significant), BH-adjusted p {_p(rec['p_reversal_adj'])}.")))
+            f"{pct} CI [{lo:.2f}, {hi:.2f}]), the reverse of {ref}; reversal test (both ρ and their "
+            f"difference significant, {test_name} test), BH-adjusted p {_p(rec['p_reversal_adj'])}.")))
     elif rec["p_weakening_adj"] < alpha:
-        out.append(_row("weakening", rec, test="fisher_z", p_value=rec["p_weakening"], p_adj=rec["p_weakening_adj"], sentence=(
+        out.append(_row("weakening", rec, test="rank_difference", p_value=rec["p_weakening"], p_adj=rec["p_weakening_adj"], sentence=(
             f"{where}, the correlation of {rec['measure']} with {rec['target']} weakens to Spearman ρ = {r_g:.2f} "
-            f"({pct} CI [{lo:.2f}, {hi:.2f}]) from the reference {ref}; Fisher z test of the difference, "
+            f"({pct} CI [{lo:.2f}, {hi:.2f}]) from {ref}; {test_name} test of the difference, "
             f"BH-adjusted p {_p(rec['p_weakening_adj'])}.")))
+    rec = original  # a shift is shown from the level to the reference, as the intervention is applied
     if rec["p_decoupling_adj"] < alpha and rec["p_target_shift"] >= alpha:
         out.append(_row("decoupling", rec, test="mann_whitney", effect=rec["measure_shift"], p_value=rec["p_decoupling"],
                         p_adj=rec["p_decoupling_adj"], sentence=(
@@ -435,7 +474,7 @@ def _comparison_flags(rec: dict, alpha: float, pct: str, t_effect: float) -> lis
 def flag_coverage(records: list[dict]) -> pl.DataFrame:
     """How many relationships (measure × intervention) the flags tested and how many they could not, per intervention.
 
-    A relationship is tested when at least one of its groups was compared with the reference; "No break was
+    A relationship is tested when at least one pair of its levels was compared; "No break was
     flagged" is a finding only for tested ones.
     """
     status: dict[tuple[str, str], bool] = {}
@@ -460,24 +499,20 @@ def tested_relationships(records: list[dict]) -> set[tuple[str, str]]:
 
 
 def _row(flag: str, rec: Mapping[str, Any], *, sentence: str, r_group: float | None = None, r_reference: float | None = None,
-         ci_reference: tuple[float, float] | None = None, test: str | None = None, effect: float | None = None,
+         ci_reference: tuple[float, float] | None = None, ci_group: tuple[float, float] | None = None, test: str | None = None, effect: float | None = None,
          p_value: float | None = None, p_adj: float | None = None) -> dict:
-    ci_g = rec.get("ci_group", (None, None))
+    ci_g = ci_group or rec.get("ci_group", (None, None))
     ci_r = ci_reference or rec.get("ci_reference", (None, None))
     return {
         "flag": flag, "measure": rec["measure"], "target": rec["target"], "axis": rec["axis"], "group": rec["group"],
         "reference": rec["reference"], "n_group": rec.get("n_group"), "n_reference": rec.get("n_reference"),
         "coefficient": "spearman",
-        "r_group": _f(r_group if r_group is not None else rec.get("r_group")),
-        "r_group_ci_low": _f(ci_g[0]), "r_group_ci_high": _f(ci_g[1]),
-        "r_reference": _f(r_reference if r_reference is not None else rec.get("r_reference")),
-        "r_reference_ci_low": _f(ci_r[0]), "r_reference_ci_high": _f(ci_r[1]),
-        "test": test, "effect": _f(effect), "p_value": _f(p_value), "p_adj": _f(p_adj), "sentence": sentence,
+        "r_group": finite_or_none(r_group if r_group is not None else rec.get("r_group")),
+        "r_group_ci_low": finite_or_none(ci_g[0]), "r_group_ci_high": finite_or_none(ci_g[1]),
+        "r_reference": finite_or_none(r_reference if r_reference is not None else rec.get("r_reference")),
+        "r_reference_ci_low": finite_or_none(ci_r[0]), "r_reference_ci_high": finite_or_none(ci_r[1]),
+        "test": test, "effect": finite_or_none(effect), "p_value": finite_or_none(p_value), "p_adj": finite_or_none(p_adj), "sentence": sentence,
     }
-
-
-def _f(v: Any) -> float | None:
-    return float(v) if v is not None and np.isfinite(v) else None
 
 
 def _p(p: float) -> str:

@@ -6,10 +6,18 @@ only intervention i varies inside it (a zipped group varies through its joint le
 Kendall's τ-b between measure and target inside the cell; Ψ = the mean of ψ_i over the interventions. Seeds are
 averaged within a configuration first (``average_seeds``), as in the paper, so a cell holds one point per level.
 
-No statistic from too few runs: a cell needs at least ``min_configs`` configurations (default 3; τ of 2 points is
-always ±1). Cells with fewer are counted in ``n_cells_small`` and left out; when no cell is left, ψ is null with
-the note "not enough runs". A cell whose measure or target is constant has no τ; it is counted in
+A two-level axis gives cells of two configurations whose τ is +1, −1 (or 0 on a tie): ψ_i is then the mean of those
+signs, exactly the paper's definition for two-valued axes. What is guarded is the number of *cells*: ψ_i needs at
+least ``MIN_CELLS`` = 6 cells with a defined τ, since below 6 cells even a unanimous sign fails the two-sided sign
+test at 5 % (2·0.5⁵ = 0.0625); with fewer, ψ is null and the note says "not enough cells". ``min_configs`` (default
+2) is the smallest cell kept. A cell whose measure or target is constant has no τ; it is counted in
 ``n_cells_undefined`` and left out of the mean.
+
+Uncertainty per axis: ``n_positive`` / ``n_negative`` cells (τ > 0 / τ < 0), the two-sided sign test ``sign_p``
+(scipy.stats.binomtest of n_positive out of n_positive + n_negative at ½) and a CI of ψ_i at ``confidence``:
+when every cell's τ is −1, 0 or +1 (two-level axes), the Clopper–Pearson interval [p_lo, p_hi] of the share of
+positive signs among the non-zero ones, mapped by ψ = (2p − 1)·n_nonzero/n_cells; otherwise the t-interval
+ψ ± t_{(1+c)/2, k−1}·sd/√k over the k cells' τ. The ``ALL`` row has Ψ and the sign test over every cell pooled.
 """
 
 from __future__ import annotations
@@ -20,12 +28,16 @@ import numpy as np
 import polars as pl
 
 from analyze.columns import DEFAULT_TARGET
+from scipy import stats
+
 from analyze.stats._data import StatsError, all_hp_columns, finished_runs, group_codes, pick_measures, pick_targets
 from analyze.stats._pairs import pair_counts, tau_b_from_counts
+from analyze.defaults import CONFIDENCE
 from analyze.stats.interventions import interventions
 
 ALL = "ALL"
-MIN_CONFIGS = 3
+MIN_CONFIGS = 2
+MIN_CELLS = 6
 SCHEMA: dict[str, pl.DataType] = {
     "measure": pl.Utf8,
     "target": pl.Utf8,
@@ -35,6 +47,11 @@ SCHEMA: dict[str, pl.DataType] = {
     "n_cells_undefined": pl.Int64,
     "n_cells_small": pl.Int64,
     "n_points": pl.Int64,
+    "n_positive": pl.Int64,
+    "n_negative": pl.Int64,
+    "sign_p": pl.Float64,
+    "psi_ci_low": pl.Float64,
+    "psi_ci_high": pl.Float64,
     "note": pl.Utf8,
 }
 _BIG_GROUP = 400  # cells larger than this are counted by sorting instead of enumerating their pairs
@@ -83,6 +100,8 @@ def granulated_kendall(
     axes: Sequence[str] | None = None,
     average_seeds: bool = True,
     min_configs: int = MIN_CONFIGS,
+    min_cells: int = MIN_CELLS,
+    confidence: float = CONFIDENCE,
 ) -> pl.DataFrame:
     """ψ per intervention and Ψ (axis ``"ALL"``) for each measure, with the number of cells each mean is over.
 
@@ -90,6 +109,8 @@ def granulated_kendall(
     """
     if min_configs < 2:
         raise StatsError(f"--min-configs {min_configs}: a cell needs at least 2 configurations for a Kendall τ")
+    if min_cells < 1:
+        raise StatsError(f"min_cells {min_cells}: ψ needs at least one cell")
     runs = finished_runs(ledger)
     (target,) = pick_targets(runs, target)
     measure_cols = pick_measures(runs, measures)
@@ -107,33 +128,64 @@ def granulated_kendall(
         x = points[measure].cast(pl.Float64).to_numpy()
         y = points[target].cast(pl.Float64).to_numpy()
         psis = []
+        all_taus: list[np.ndarray] = []
         for iv in found:
             codes = group_codes(points, [c for c in config_cols if c not in iv.axes])
             tau, sizes = grouped_tau_b(codes, x, y)
             varying = sizes >= 2
             big = sizes >= min_configs
             defined = big & np.isfinite(tau)
-            psi = float(tau[defined].mean()) if defined.any() else None
+            cell_taus = tau[defined]
+            psi = float(cell_taus.mean()) if cell_taus.size >= min_cells else None
             note = None
             if not varying.any():
                 note = f"no two configurations differ only in {iv.name}; ψ is undefined"
             elif not big.any():
                 note = (f"not enough runs: every cell of {iv.name} holds fewer than {min_configs} configurations "
-                        f"(largest: {int(sizes.max())}); add levels of {iv.name} or lower --min-configs")
-            elif psi is None:
+                        f"(largest: {int(sizes.max())}); lower --min-configs")
+            elif not defined.any():
                 note = f"{measure} or {target} is constant in every cell of {iv.name}"
+            elif psi is None:
+                note = (f"not enough cells: {cell_taus.size} cell(s) of {iv.name} have a defined τ, fewer than "
+                        f"{min_cells} (below {min_cells} cells a unanimous sign is not significant); vary the other "
+                        "hyperparameters over more values")
+            all_taus.append(cell_taus)
             rows.append(
                 {"measure": measure, "target": target, "axis": iv.name, "psi": psi, "n_cells": int(defined.sum()),
                  "n_cells_undefined": int((big & ~defined).sum()), "n_cells_small": int((varying & ~big).sum()),
-                 "n_points": int(sizes[big].sum()), "note": note}
+                 "n_points": int(sizes[big].sum()), **psi_uncertainty(cell_taus, confidence, psi is not None),
+                 "note": note}
             )
             if psi is not None:
                 psis.append(psi)
         axis_rows = rows[-len(found) :]
+        pooled = psi_uncertainty(np.concatenate(all_taus) if all_taus else np.empty(0), confidence, False)
         rows.append(
             {"measure": measure, "target": target, "axis": ALL, "psi": float(np.mean(psis)) if psis else None,
              "n_cells": sum(r["n_cells"] for r in axis_rows), "n_cells_undefined": sum(r["n_cells_undefined"] for r in axis_rows),
              "n_cells_small": sum(r["n_cells_small"] for r in axis_rows),
-             "n_points": x.size, "note": None if psis else "no intervention has a defined ψ"}
+             "n_points": x.size, **pooled, "note": None if psis else "no intervention has a defined ψ"}
         )
     return pl.DataFrame(rows, schema=SCHEMA, orient="row")
+
+
+def psi_uncertainty(cell_taus: np.ndarray, confidence: float, with_ci: bool) -> dict:
+    """n_positive, n_negative, the two-sided sign test and (``with_ci``) the CI of the mean (module docstring)."""
+    pos, neg = int((cell_taus > 0).sum()), int((cell_taus < 0).sum())
+    out = {"n_positive": pos, "n_negative": neg, "sign_p": None, "psi_ci_low": None, "psi_ci_high": None}
+    if pos + neg:
+        out["sign_p"] = float(stats.binomtest(pos, pos + neg, 0.5).pvalue)
+    k = cell_taus.size
+    if not with_ci or k < 2:
+        return out
+    if np.isin(cell_taus, (-1.0, 0.0, 1.0)).all():
+        if pos + neg == 0:
+            out["psi_ci_low"] = out["psi_ci_high"] = 0.0
+            return out
+        ci = stats.binomtest(pos, pos + neg, 0.5).proportion_ci(confidence, method="exact")
+        scale = (pos + neg) / k
+        out["psi_ci_low"], out["psi_ci_high"] = (2 * ci.low - 1) * scale, (2 * ci.high - 1) * scale
+    else:
+        half = stats.t.ppf(0.5 + confidence / 2, k - 1) * cell_taus.std(ddof=1) / np.sqrt(k)
+        out["psi_ci_low"], out["psi_ci_high"] = float(max(-1.0, cell_taus.mean() - half)), float(min(1.0, cell_taus.mean() + half))
+    return out

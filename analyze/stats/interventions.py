@@ -9,6 +9,11 @@ as ONE intervention whose *level* is the joint value of its columns, e.g. (adam,
 Groups are merged when different runs' tags overlap; columns a tag names that the ledger lacks or that do not vary
 among the finished runs are dropped; varying hp columns no tag names are interventions of their own.
 ``hp.n_test`` (the test-set size, used by sign-error's Hoeffding weights) is never an intervention.
+
+Aliasing: two interventions A and B whose values determine each other among the finished runs (#levels(A) =
+#levels(B) = #levels(A, B): every level of A goes with exactly one level of B) cannot be told apart by any
+statistic, so they are merged into one intervention (its level is the joint value), and ``alias_notes`` names them
+for the report's warnings. A spec that declares them as one group gets no warning.
 """
 
 from __future__ import annotations
@@ -122,6 +127,7 @@ def interventions(runs: pl.DataFrame, axes: Sequence[str] | None = None) -> list
         if kept:
             groups.append(kept)
     groups += [(c,) for c in hp if c in varying and c not in named]
+    groups = [tuple(sorted(g, key=order.__getitem__)) for g in merge_aliases(runs, groups)]
     if axes is not None:
         wanted = [a if a.startswith((HP, TAG)) else HP + a for a in axes]
         require_columns(runs, wanted, "--group-by")
@@ -137,3 +143,37 @@ def interventions(runs: pl.DataFrame, axes: Sequence[str] | None = None) -> list
 
 def intervention_of(column: str, found: Sequence[Intervention]) -> Intervention | None:
     return next((i for i in found if column in i.axes), None)
+
+
+def _aliased(runs: pl.DataFrame, a: Sequence[str], b: Sequence[str]) -> bool:
+    """Do the joint values of columns a and of columns b determine each other among ``runs``?"""
+    na, nb = runs.select(a).n_unique(), runs.select(b).n_unique()
+    return na == nb and runs.select([*a, *b]).n_unique() == na
+
+
+def merge_aliases(runs: pl.DataFrame, groups: Sequence[tuple[str, ...]]) -> list[tuple[str, ...]]:
+    """``groups`` with every set of mutually aliased groups merged into one (module docstring)."""
+    merged: list[list[str]] = [list(g) for g in groups]
+    i = 0
+    while i < len(merged):
+        j = i + 1
+        while j < len(merged):
+            if _aliased(runs, merged[i], merged[j]):
+                merged[i] += merged.pop(j)
+            else:
+                j += 1
+        i += 1
+    return [tuple(g) for g in merged]
+
+
+def alias_notes(runs: pl.DataFrame) -> list[str]:
+    """One warning per intervention formed by merging aliased hp columns the spec did not declare together."""
+    declared = [set(g) for g in (tagged_groups(runs) or [])]
+    notes = []
+    for iv in interventions(runs):
+        if len(iv.axes) > 1 and not any(set(iv.axes) <= g for g in declared):
+            names = ", ".join(iv.axes)
+            notes.append(f"aliased hyperparameters: {names} determine each other in this ledger (each value of one goes "
+                         f"with one value of the other), so their effects cannot be told apart; they are analysed as "
+                         f"one intervention, {iv.label}. Vary them independently to separate them.")
+    return notes

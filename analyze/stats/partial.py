@@ -25,6 +25,7 @@ from scipy import stats
 from analyze.stats._data import StatsError, as_float, finished_runs, pick_measures, pick_targets, require_columns
 from analyze.stats.bootstrap import METHODS, Replicates, bca_interval, correlation_replicates, resample_counts
 from analyze.stats.correlations import COEF
+from analyze.defaults import CONFIDENCE
 
 SCHEMA: dict[str, pl.DataType] = {
     "measure": pl.Utf8,
@@ -109,7 +110,7 @@ def partial_correlations(
     targets: Sequence[str] | str | None = None,
     measures: Sequence[str] | None = None,
     resamples: int = 0,
-    confidence: float = 0.95,
+    confidence: float = CONFIDENCE,
     seed: int = 0,
 ) -> pl.DataFrame:
     """Each measure with each target, controlling for ``covariates`` (any numeric ledger columns)."""
@@ -210,6 +211,34 @@ def _partial_of(values: np.ndarray, idx: list[int], where: dict[tuple[int, int],
     return partial_from_matrix(mat)
 
 
+def _matrix_complete(mats: dict[str, np.ndarray], measure_cols: Sequence[str], target: str, n: int) -> pl.DataFrame:
+    """``partial_matrix`` when every run has every value: the 3 × 3 coefficient matrices of all (measure, target,
+    control) triples go through ``partial_from_matrix`` and the p-values through scipy in one vectorised call each,
+    in the row order of the general path."""
+    pairs = [(i, j) for i in range(1, len(measure_cols) + 1) for j in range(1, len(measure_cols) + 1) if i != j]
+    idx = np.array([[i, 0, j] for i, j in pairs], dtype=np.int64)
+    out: dict[str, list] = {"measure": [measure_cols[i - 1] for i, _ in pairs],
+                            "control": [measure_cols[j - 1] for _, j in pairs], "target": [target] * len(pairs),
+                            "n": [n] * len(pairs)}
+    undefined = np.zeros(len(pairs), dtype=bool)
+    for m in METHODS:
+        r = partial_from_matrix(mats[m][idx[:, :, None], idx[:, None, :]]) if pairs else np.empty(0)
+        finite = np.isfinite(r)
+        undefined |= ~finite
+        with np.errstate(invalid="ignore", divide="ignore"):
+            if m == "kendall":
+                p = 2 * stats.norm.sf(np.abs(3 * r * np.sqrt(n * (n - 1)) / np.sqrt(2 * (2 * n + 5)))) if n >= 3 else np.full(r.shape, np.nan)
+            else:
+                df = n - 3
+                t = r * np.sqrt(df / (1 - r * r))
+                p = np.where(np.abs(r) >= 1, 0.0, 2 * stats.t.sf(np.abs(t), df)) if df >= 1 else np.full(r.shape, np.nan)
+        out[COEF[m]] = [float(v) if ok else None for v, ok in zip(r, finite)]
+        out[f"{m}_p"] = [float(v) if ok else None for v, ok in zip(p, finite)]
+    out["note"] = [f"{measure_cols[j - 1]} is collinear with {measure_cols[i - 1]} or {target}; undefined" if bad else None
+                   for (i, j), bad in zip(pairs, undefined)]
+    return pl.DataFrame(out, schema=MATRIX_SCHEMA)
+
+
 def partial_matrix(
     ledger: pl.DataFrame, *, target: str | None = None, measures: Sequence[str] | None = None
 ) -> pl.DataFrame:
@@ -223,7 +252,9 @@ def partial_matrix(
     rows: list[dict] = []
     complete = np.isfinite(values).all(axis=1)
     fast = complete.all() and _partial_untestable(values, [target] * values.shape[1], 1) is None
-    mats = coefficient_matrices(values) if fast else None
+    if fast:
+        return _matrix_complete(coefficient_matrices(values), measure_cols, target, values.shape[0])
+    mats = None
     n_all = values.shape[0]
     for i, measure in enumerate(measure_cols, start=1):
         for j, control in enumerate(measure_cols, start=1):

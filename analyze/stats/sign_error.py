@@ -19,6 +19,10 @@ difference is within test-set noise, Hoeffding weight 0); ``max_ess`` is the lar
 ``seeds_per_config`` the most finished runs of one configuration, and ``fix`` says
 what would fill the row (``--min-ess``, more seeds, larger test sets).
 
+Small samples: a summary over fewer than ``MIN_ENVIRONMENTS`` = 10 kept environments says so in ``note`` (the 90th
+percentile of fewer than 10 values lies between the two largest, so p90 and max are then one or two environments'
+errors, not a distribution).
+
 Hoeffding weights need the target to be an accuracy-type fraction in [0, 1] (gap_acc, test_acc, test_err); for
 loss targets the pairs are weighted equally (``weighting`` says which). The test-set size comes from ``hp.n_test``
 (per run; a pair uses the smaller) or from ``n_test``.
@@ -36,6 +40,7 @@ from analyze.stats._data import StatsError, all_hp_columns, as_float, finished_r
 from analyze.stats.interventions import interventions
 
 ALL = "ALL"
+MIN_ENVIRONMENTS = 10
 HOEFFDING_TARGETS = ("gen.gap_acc", "gen.test_acc", "gen.test_err", "gen.train_acc")
 SCHEMA: dict[str, pl.DataType] = {
     "measure": pl.Utf8,
@@ -231,6 +236,10 @@ def _summary(measure: str, target: str, axis: str, losses: np.ndarray, n_envs: i
         note = (f"none of the {n_envs} environments reaches an effective sample size of {min_ess:g} (largest "
                 f"{max_ess:.3g}, with {seeds} seed(s) per configuration: ESS ≤ seeds²)")
         fix = f"run at least {need} seeds per configuration, or lower --min-ess (to at most {max_ess:.3g})"
+    elif losses.size < MIN_ENVIRONMENTS:
+        note = (f"only {losses.size} environment(s) kept, fewer than {MIN_ENVIRONMENTS}: p90 and max are one or two "
+                "environments' errors, not a distribution")
+        fix = "run a grid with more configurations per intervention (more levels of the other hyperparameters)"
     return {
         "measure": measure, "target": target, "axis": axis,
         "mean": float(losses.mean()) if losses.size else None,

@@ -4,6 +4,7 @@
 the modules here only read or generate the examples.
 """
 
-from collect.datasets.pool import Pool, load_labels, load_pool
+from collect.datasets.dispatch import load_labels, load_pool
+from collect.datasets.pool import Pool
 
 __all__ = ["Pool", "load_labels", "load_pool"]

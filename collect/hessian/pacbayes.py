@@ -12,7 +12,7 @@ same standard normal vector z_m (drawn once from a per-draw seed), so E-hat(σ) 
 monotone in practice, and the search is well defined. The largest admissible σ is bracketed by doubling/halving
 from ``sigma_start`` and then refined by bisection on log σ until hi/lo ≤ 1 + ``rel_tol`` (at most ``n_iter``
 steps); the reported σ' is the largest tested value that satisfied the constraint. The draws at one σ are
-evaluated together in a vmapped forward pass (``torch.func.functional_call`` + ``vmap``; issue 14).
+evaluated together in a vmapped forward pass (``torch.func.functional_call`` + ``vmap``).
 """
 
 from __future__ import annotations

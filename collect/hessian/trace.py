@@ -18,7 +18,7 @@
   diagonal share of ‖A‖²_F). With it and the two-stage rule below (``min_probes`` = 64 pilot probes) the truth
   lies within 2 reported SEs in ≥ 92 % of seeded runs for both estimators on random-init and trained nets
   (tests/collect/hessian/test_trace_estimators.py); with the sample SE, a 10-probe minimum and a stop at the
-  first n that met the target, it was 88 % for Hutch++ and 91 % for Hutchinson (issue 12).
+  first n that met the target, it is 88 % for Hutch++ and 91 % for Hutchinson.
 
 All estimators take ``matmat(V) -> H V`` on row blocks V of shape [k, dim] and count the products they make.
 """
@@ -31,6 +31,11 @@ from typing import Callable
 
 import numpy as np
 import torch
+
+# Defaults of the stochastic estimators, the one place they are written (the curvature measures use these too):
+REL_SE = 0.02  # stop once the standard error is 2 % of |estimate|
+MIN_PROBES = 64  # pilot size: below 64 probes the 2-SE coverage falls under 92 % (module docstring)
+MAX_PROBES = 500  # probe cap: converged = False when it stops the estimate first
 
 MatMat = Callable[[torch.Tensor], torch.Tensor]
 
@@ -72,10 +77,10 @@ def sequential_mean(
     low-rank part); the samples are drawn up to n (at most ``max_probes``) and the plan is repeated from all of
     them until the target is met. Unlike checking the target after every block — which stops preferentially on
     samples whose se happens to be small (with the sample SE and a 10-probe minimum: 88 % two-SE coverage for
-    Hutch++, issue 12) — n is decided in a few planned steps, mostly by the pilot. Returns (mean, standard error
+    Hutch++) — n is decided in a few planned steps, mostly by the pilot. Returns (mean, standard error
     of the mean, number of samples, converged), converged False when ``max_probes`` stopped it first.
     """
-    _check_budget(rel_se, min_probes, max_probes, block)
+    check_budget(rel_se, min_probes, max_probes, block)
     rows: list[np.ndarray] = []
 
     def take(n: int) -> None:
@@ -105,9 +110,9 @@ def hutchinson_trace(
     generator: torch.Generator,
     dtype: torch.dtype,
     device: torch.device,
-    rel_se: float = 0.02,
-    min_probes: int = 64,
-    max_probes: int = 500,
+    rel_se: float = REL_SE,
+    min_probes: int = MIN_PROBES,
+    max_probes: int = MAX_PROBES,
     block: int = 8,
 ) -> Estimate:
     """Tr(H) by Hutchinson with Rademacher probes, stopped on a target relative standard error."""
@@ -129,9 +134,9 @@ def hutchpp_trace(
     dtype: torch.dtype,
     device: torch.device,
     rank: int = 10,
-    rel_se: float = 0.02,
-    min_probes: int = 64,
-    max_probes: int = 500,
+    rel_se: float = REL_SE,
+    min_probes: int = MIN_PROBES,
+    max_probes: int = MAX_PROBES,
     block: int = 8,
 ) -> Estimate:
     """Tr(H) by Hutch++: exact trace on a rank-``rank`` range sketch plus Hutchinson on the deflated remainder.
@@ -170,9 +175,9 @@ def hutchinson_frobenius(
     generator: torch.Generator,
     dtype: torch.dtype,
     device: torch.device,
-    rel_se: float = 0.02,
-    min_probes: int = 64,
-    max_probes: int = 500,
+    rel_se: float = REL_SE,
+    min_probes: int = MIN_PROBES,
+    max_probes: int = MAX_PROBES,
     block: int = 8,
 ) -> Estimate:
     """‖H‖_F = sqrt(E‖Hz‖²), Rademacher z; standard error by the delta method, se(F) = se(F²) / (2F).
@@ -213,9 +218,13 @@ def _with_variance_bound(quad: torch.Tensor, az: torch.Tensor) -> np.ndarray:
     return torch.stack([quad, 2 * az.pow(2).sum(dim=1)], dim=1).double().cpu().numpy()
 
 
-def _check_budget(rel_se: float, min_probes: int, max_probes: int, block: int) -> None:
+def check_budget(rel_se: float, min_probes: int, max_probes: int, block: int = 1) -> None:
+    """ValueError naming the field when a budget cannot give a standard error: rel_se ≥ 0, 2 ≤ min_probes ≤ max_probes,
+    block ≥ 1."""
     if not rel_se >= 0:
         raise ValueError(f"rel_se = {rel_se} must be >= 0 (0 runs to max_probes)")
+    if max_probes < 2:
+        raise ValueError(f"max_probes = {max_probes} must be >= 2 so a standard error exists")
     if min_probes < 2:
         raise ValueError(f"min_probes = {min_probes} must be >= 2 so a standard error exists")
     if max_probes < min_probes:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Mapping
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -53,6 +53,9 @@ class MeasureContext:
     # Needed by the "between iterates" λ_max of paper 004; None when not available.
     next_iterate: Callable[[], Mapping[str, torch.Tensor]] | None = None
     step: int | None = None  # training step at which the measure is taken (None: final)
+    # The training curves (``collect.train``: rows with ``step``, ``train_loss``, ``train_acc``, …, in step order)
+    # of the final measurement; None along training and when not available.
+    curves: Sequence[Mapping[str, float]] | None = None
 
     @property
     def is_binary(self) -> bool:

@@ -24,6 +24,11 @@ MEASURE_MODULES: tuple[str, ...] = (
     "collect.measures.norms",
     "collect.measures.curvature",
     "collect.measures.volume",
+    "collect.measures.adaptive_sharpness",
+    "collect.measures.jiang",
+    "collect.measures.optimization_speed",
+    "collect.measures.spectra",
+    "collect.measures.fisher_rao",
 )
 
 

@@ -122,7 +122,7 @@ SMALL_AXES: dict[str, list[Any]] = {
     "hp.dropout": [0.0, 0.25],
 }
 NULL_KINDS = ("noise", "flat", "additive")
-PLANTED_KINDS = ("reversal", "simpson", "weakening")
+PLANTED_KINDS = ("reversal", "simpson", "weakening", "reference_weakening")
 
 
 def _small_grid(rng: np.random.Generator, n_seeds: int) -> dict[str, np.ndarray]:
@@ -174,7 +174,8 @@ def planted_ledger(kind: str, seed: int, n_seeds: int = 10) -> tuple[pl.DataFram
     - ``reversal``: within optimizer = adam the measure is the gap mirrored about its mean (ρ ≈ −0.9; +0.9 in sgd);
     - ``simpson``: within each dropout level the measure falls with the gap (ρ ≈ −0.9), but the levels' means rise
       together, so the pooled ρ is positive;
-    - ``weakening``: within batch_size = 512 the measure's noise is 8× the gap's spread (ρ ≈ 0.1; 0.9 at 64).
+    - ``weakening``: within batch_size = 512 the measure's noise is 8× the gap's spread (ρ ≈ 0.1; 0.9 at 64);
+    - ``reference_weakening``: the same inside batch_size = 64, the level the flags' reference heuristic picks.
     """
     rng = np.random.default_rng(seed)
     cols = _small_grid(rng, n_seeds)
@@ -194,6 +195,10 @@ def planted_ledger(kind: str, seed: int, n_seeds: int = 10) -> tuple[pl.DataFram
         big = cols["hp.batch_size"] == 512
         planted = gap + np.where(big, rng.normal(0, 0.08, n), noise)
         expect = ("weakening", "hp.batch_size", "512")
+    elif kind == "reference_weakening":
+        small = cols["hp.batch_size"] == 64
+        planted = gap + np.where(small, rng.normal(0, 0.08, n), noise)
+        expect = ("weakening", "hp.batch_size", "64")
     else:
         raise ValueError(f"kind must be one of {PLANTED_KINDS}, not {kind!r}")
     return _frame(cols, gap, {"measure.planted": planted, "measure.noise_0": rng.normal(0, 1, n)}), expect

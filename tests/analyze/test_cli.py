@@ -27,21 +27,34 @@ def _json(capsys: pytest.CaptureFixture, argv: list[str]) -> dict:
     return json.loads(capsys.readouterr().out)
 
 
-def test_rank_json_equals_scipy_on_finished_runs(ledger_csv: Path, capsys: pytest.CaptureFixture) -> None:
+def _seed_means(done: pl.DataFrame, column: str) -> np.ndarray:
+    """``column`` averaged over the seeds of each configuration (same hp.* values), by plain Python grouping."""
+    keys = [c for c in done.columns if c.startswith("hp.")]
+    groups: dict[tuple, list[float]] = {}
+    for row in done.iter_rows(named=True):
+        groups.setdefault(tuple(row[k] for k in keys), []).append(row[column])
+    return np.array([float(np.mean(v)) for v in groups.values()])
+
+
+def test_rank_json_equals_scipy_on_configuration_means(ledger_csv: Path, capsys: pytest.CaptureFixture) -> None:
     doc = _json(capsys, ["rank", "--ledger", str(ledger_csv), "--format", "json", "--resamples", "0"])
     assert doc["schema"] == SCHEMA_VERSION and doc["meta"]["runs"] == {
         "total": 123, "finished": 120, "excluded": 3, "by_status": {"FAILED": 3, "FINISHED": 120}}
     assert doc["meta"]["target"] == "gen.gap_acc" and doc["columns"][:2] == ["rank", "measure"]
+    assert doc["meta"]["configurations"]["configurations"] == 24 and doc["meta"]["configurations"]["seed_means"]
     done = pl.read_csv(ledger_csv).filter(pl.col("status") == "FINISHED")
     taus = [abs(r["kendall_tau"]) for r in doc["rows"]]
     assert taus == sorted(taus, reverse=True)
     for row in doc["rows"]:
-        a, b = done[row["measure"]].to_numpy(), done["gen.gap_acc"].to_numpy()
+        assert row["n"] == 24  # 24 configurations × 5 seeds: the seeds of a configuration are averaged first
+        a, b = _seed_means(done, row["measure"]), _seed_means(done, "gen.gap_acc")
         for fn, col, p in ((stats.pearsonr, "pearson_r", "pearson_p"), (stats.spearmanr, "spearman_rho", "spearman_p"),
                            (stats.kendalltau, "kendall_tau", "kendall_p")):
             ref = fn(a, b)
             assert row[col] == pytest.approx(ref.statistic, abs=1e-12)  # JSON round trip keeps full precision
             assert row[p] == pytest.approx(ref.pvalue, rel=1e-9)
+    per_run = _json(capsys, ["rank", "--ledger", str(ledger_csv), "--format", "json", "--resamples", "0", "--no-seed-means"])
+    assert {r["n"] for r in per_run["rows"]} == {120}
 
 
 def test_rank_table_csv_and_out_file(ledger_csv: Path, capsys: pytest.CaptureFixture, tmp_path: Path) -> None:
@@ -125,7 +138,8 @@ def test_where_selects_runs_and_names_bad_columns(tmp_path, capsys):
          "train.converged": [1.0, 0.0] * 6}
     ).write_csv(path)
     out = tmp_path / "rank.json"
-    assert main(["rank", "--ledger", str(path), "--where", "hp.optimizer=adam", "--resamples", "0", "--format", "json", "--out", str(out)]) == 0
+    assert main(["rank", "--ledger", str(path), "--where", "hp.optimizer=adam", "--all-runs", "--resamples", "0", "--format",
+                 "json", "--out", str(out)]) == 0  # --all-runs: the runs that missed the target stay, pooled
     doc = _json.loads(out.read_text())
     assert doc["rows"][0]["n"] == 6
     # a float metric matches the number however it is written (train.converged is stored as 1.0)

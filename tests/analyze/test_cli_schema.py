@@ -1,4 +1,4 @@
-"""``python -m analyze`` JSON (schema ``flatlas.analyze/2``): measures only, and flags that say what they tested."""
+"""``python -m analyze`` JSON (schema ``flatlas.analyze/3``): measures only, and flags that say what they tested."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ def test_rank_json_lists_no_diagnostic(tmp_path: Path, capsys: pytest.CaptureFix
     real = _data._output_kind
     monkeypatch.setattr(_data, "_output_kind", lambda key: "diagnostic" if key == "old_trace_se" else real(key))
     doc = _json(capsys, ["rank", "--ledger", str(path), "--format", "json", "--resamples", "0"])
-    assert doc["schema"] == "flatlas.analyze/2"
+    assert doc["schema"] == "flatlas.analyze/3"
     assert sorted(r["measure"] for r in doc["rows"]) == ["measure.noise_0", "measure.planted"]
     assert main(["rank", "--ledger", str(path), "--measures", "diag.hessian_trace_se"]) == 2
     assert "diagnostic" in capsys.readouterr().err
@@ -52,8 +52,9 @@ def test_granulated_min_configs(tmp_path: Path, capsys: pytest.CaptureFixture) -
     synthetic_ledger(seed=0, n_seeds=2).write_csv(path)
     rows = {r["axis"]: r for r in _json(capsys, ["granulated", "--ledger", str(path), "--format", "json"])["rows"]
             if r["measure"] == "measure.planted"}
-    assert rows["hp.dropout"]["psi"] is None and "not enough runs" in rows["hp.dropout"]["note"]  # 2 levels per cell
+    # a two-level axis: 12 cells of 2 configurations, ψ is the mean of their ±1 signs (Jiang et al. 2020)
+    assert rows["hp.dropout"]["psi"] is not None and rows["hp.dropout"]["n_cells"] == 12
     assert rows["hp.lr"]["psi"] is not None  # 3 levels per cell
-    two = {r["axis"]: r for r in _json(capsys, ["granulated", "--ledger", str(path), "--format", "json",
-                                                "--min-configs", "2"])["rows"] if r["measure"] == "measure.planted"}
-    assert two["hp.dropout"]["psi"] is not None
+    three = {r["axis"]: r for r in _json(capsys, ["granulated", "--ledger", str(path), "--format", "json",
+                                                  "--min-configs", "3"])["rows"] if r["measure"] == "measure.planted"}
+    assert three["hp.dropout"]["psi"] is None and "not enough runs" in three["hp.dropout"]["note"]

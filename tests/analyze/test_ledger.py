@@ -44,11 +44,11 @@ def test_mlflow_runs_become_ledger_rows(logged):
     assert len(done) == 2 and done["measure.margin_mean"].null_count() == 0
     failed = ledger.filter(pl.col("status") == "FAILED")
     assert failed["tag.failure_reason"][0].startswith("diverged")
-    # In MLflow the names are grouped with '/' (issue 11 item 10); the ledger keeps its dotted columns.
+    # In MLflow the names are grouped with '/'; the ledger keeps its dotted columns.
     stored = MlflowClient(tracking_uri=logged).get_run(done["run_id"][0]).data.metrics
     assert {"measure/margin_mean", "gen/test_acc", "time/margins", "train/steps", "curve/train_loss"} <= set(stored)
     assert not any("/" in c for c in ledger.columns)
-    # The spec's zip is one intervention, on every child run (failed too) and on the parent (issue 11 item 2).
+    # The spec's zip is one intervention, on every child run (failed too) and on the parent.
     assert set(ledger["tag.interventions"]) == {'[["hp.lr", "hp.batch_size"]]'}
     client = MlflowClient(tracking_uri=logged)
     parent = client.get_run(client.get_run(done["run_id"][0]).data.tags["mlflow.parentRunId"])
@@ -138,7 +138,7 @@ def test_parse_param():
 
 
 def test_sqlite_reader_gives_the_frame_mlflowclient_gives(logged, monkeypatch):
-    """The direct SQLite reader (``read_sqlite_store``, issue 14's fast path) and ``MlflowClient.search_runs``
+    """The direct SQLite reader (``read_sqlite_store``, the fast path) and ``MlflowClient.search_runs``
     produce the same ledger, row order, dtypes, NaN metrics and failed runs included."""
     from analyze import ledger as ledger_module
 
@@ -159,7 +159,7 @@ def test_sqlite_reader_gives_the_frame_mlflowclient_gives(logged, monkeypatch):
 
 
 def test_per_sample_artifacts_read_in_place_equal_the_downloaded_ones(logged, monkeypatch):
-    """Issue 14: a SQLite store's local artifacts are read where they lie; the frames equal MlflowClient's downloads,
+    """A SQLite store's local artifacts are read where they lie; the frames equal MlflowClient's downloads,
     and runs without the artifact (the FAILED one) are left out either way."""
     from analyze import ledger as ledger_module
 
@@ -174,7 +174,7 @@ def test_per_sample_artifacts_read_in_place_equal_the_downloaded_ones(logged, mo
 
 
 def test_curves_read_from_sqlite_equal_the_metric_histories(logged, monkeypatch):
-    """Issue 14: ``curves`` on a SQLite store reads the metrics table in one query; same rows as
+    """``curves`` on a SQLite store reads the metrics table in one query; same rows as
     ``MlflowClient.get_metric_history`` per run and metric, with a key filter too."""
     from analyze import ledger as ledger_module
 
@@ -196,6 +196,17 @@ def test_prepare_warns_when_only_some_runs_reached_their_target():
             "measure.m": [1.0, 2.0, 3.0, 4.0, 5.0, None], "gen.gap_acc": [0.1, 0.2, 0.3, 0.4, 0.5, None]}
     mixed = prepare(pl.DataFrame({**base, "train.converged": [1.0, 0.0, 0.0, 1.0, 0.0, 0.0]}), target="gen.gap_acc")
     assert len(mixed.warnings) == 1 and mixed.warnings[0].startswith("3 of 5 finished runs stopped before")
-    assert "--where train.converged=1" in mixed.warnings[0]
+    assert "only the runs at the target" in mixed.warnings[0] and "--all-runs pools them" in mixed.warnings[0]
+    assert "--where train.converged=1" not in mixed.warnings[0]  # that selection is the default, not advice
     for values in ([1.0] * 6, [0.0] * 6):  # all reached it, or no target to reach: nothing to say
         assert prepare(pl.DataFrame({**base, "train.converged": values}), target="gen.gap_acc").warnings == ()
+
+
+def test_parse_param_keeps_digit_labels_as_text():
+    from analyze.ledger import parse_param
+
+    table = "0" * 127 + "1"
+    assert parse_param(table) == table and parse_param("1" + "0" * 127) == "1" + "0" * 127
+    assert parse_param("007") == "007"
+    assert parse_param("3") == 3 and parse_param("-2") == -2 and parse_param("1e-3") == 1e-3 and parse_param("0.1") == 0.1
+    assert parse_param("True") is True and parse_param("None") is None and parse_param("sgd") == "sgd"

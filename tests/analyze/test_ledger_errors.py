@@ -1,5 +1,5 @@
 """Bad ledgers get a clear one-line error (exit code 2) or a visible skip/warning, never a traceback and never a
-silent drop (issue 11, item 7). Each case is a small CSV written here and run through ``python -m analyze rank``."""
+silent drop. Each case is a small CSV written here and run through ``python -m analyze rank``."""
 
 from __future__ import annotations
 
@@ -162,3 +162,59 @@ def test_clean_ledger_passes_unchanged(tmp_path):
         load_ledger(ledger_path=tmp_path / "nope.csv")
     pl.DataFrame(_base()).write_parquet(tmp_path / "ok.parquet")
     assert load_ledger(ledger_path=tmp_path / "ok.parquet").height == N
+
+
+def test_duplicate_column_names_are_an_error_naming_the_column(tmp_path, capsys):
+    cols = _base()
+    path = _csv(tmp_path, cols)
+    header, *rows = path.read_text().splitlines()
+    # the second measure.sharpness is a copy of measure.l2_norm's cells under the same name
+    path.write_text("\n".join([header.replace("measure.l2_norm", "measure.sharpness"), *rows]) + "\n")
+    code, out, err = _run(capsys, path)
+    assert code == 2 and out == ""
+    assert "duplicate column name 'measure.sharpness' in columns 5, 6" in err and str(path) in err
+    assert "_duplicated_" not in err
+    path = tmp_path / "tabs.tsv"  # the same check on a TSV
+    path.write_text("run_id\tmeasure.m\tmeasure.m\tgen.gap_acc\nr0\t1\t2\t3\nr1\t2\t3\t4\nr2\t3\t1\t2\n")
+    code, _, err = _run(capsys, path)
+    assert code == 2 and "duplicate column name 'measure.m' in columns 2, 3" in err
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "dup.parquet"  # Parquet allows the same name twice; polars refuses to read it, naming it
+    pq.write_table(pa.table([pa.array([1.0, 2.0, 3.0])] * 2 + [pa.array([0.1, 0.3, 0.2])],
+                            names=["measure.m", "measure.m", "gen.gap_acc"]), path)
+    code, _, err = _run(capsys, path)
+    assert code == 2 and "'measure.m' has more than one occurrence" in err
+
+
+def test_non_utf8_header_is_an_error_naming_the_column(tmp_path, capsys):
+    path = _csv(tmp_path, _base())
+    header, *rows = path.read_bytes().split(b"\n", 1)
+    latin1 = header.replace(b"measure.l2_norm", "measure.l2_norm_é".encode("latin-1"))  # é as the single byte 0xe9
+    path.write_bytes(latin1 + b"\n" + rows[0])
+    code, out, err = _run(capsys, path)
+    assert code == 2 and out == ""
+    assert "column 6 of the header" in err and "measure.l2_norm_" in err and "is not UTF-8" in err and "0xe9" not in err
+    assert "b'\\xe9'" in err
+    # the same name written as UTF-8 is an ordinary measure
+    path.write_bytes(header.replace(b"measure.l2_norm", "measure.l2_norm_é".encode()) + b"\n" + rows[0])
+    code, out, _ = _run(capsys, path)
+    assert code == 0 and "measure.l2_norm_é" in out
+
+
+def test_infinite_cells_are_counted_on_stderr_and_in_meta(tmp_path, capsys):
+    cols = _base()
+    cols["measure.l2_norm"][1] = "inf"
+    cols["measure.l2_norm"][4] = "-inf"
+    cols["gen.gap_acc"][7] = "inf"
+    code, out, err = _run(capsys, _csv(tmp_path, cols), "--format", "json", "--no-seed-means")
+    assert code == 0
+    doc = json.loads(out)
+    expected = ["measure.l2_norm: 2 of 12 finished runs have ±inf (rows 2, 5 (run_id r1, r4))",
+                "gen.gap_acc: 1 of 12 finished runs have ±inf (row 8 (run_id r7))"]
+    for text in expected:
+        assert sum(text in w for w in doc["meta"]["warnings"]) == 1
+        assert f"warning: {text}" in err
+    by_measure = {r["measure"]: r["n"] for r in doc["rows"]}
+    assert by_measure == {"measure.l2_norm": 9, "measure.sharpness": 11}  # the ±inf cells are missing values

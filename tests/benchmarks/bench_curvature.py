@@ -1,4 +1,4 @@
-"""Cost and accuracy of the curvature measures, measured side by side in one run (issue 3).
+"""Cost and accuracy of the curvature measures, measured side by side in one run.
 
     python tests/benchmarks/bench_curvature.py                 # everything (several minutes on 2 cores)
     python tests/benchmarks/bench_curvature.py --points 200    # a faster per-sample comparison
@@ -17,10 +17,10 @@ B. λ_max (k = 1) and the top 3 (k = 3) of the ``quick`` sweep's FCN (trained as
 C. Cost of each curvature measure vs the margin measures (``margins``) on the same trained FCN (paper 000:
    1.5 h for the trace of all MNIST vs 5 s for margins).
 D. Per-run cost of the curvature entries recommended for the ``quick`` sweep (printed as TOML), on its FCN.
-E. Keskar sharpness (issue 12): the default batched multistart maximiser vs the old default (L-BFGS-B, 20
+E. Keskar sharpness: the default batched multistart maximiser vs the old default (L-BFGS-B, 20
    iterations) and the quick sweep's old setting (10 iterations) on trained quick-sweep FCNs: seconds, loss
    evaluations and the value each reaches (the maximisers return lower bounds; larger is better).
-F. Measuring vs training (issue 14): for ``--runs`` configurations of the ``quick`` sweep, the training time and,
+F. Measuring vs training: for ``--runs`` configurations of the ``quick`` sweep, the training time and,
    side by side in one process, old and new seconds of every measure in the sweep's list with the value each
    returns; then the medians per measure and per run. "old" = the quick sweep's measures at the last landing
    (commit 9119fb7): Hessian trace by Hutchinson (64-probe pilot, its SE printed), sharpness with sign-ascent

@@ -1,4 +1,4 @@
-"""Throughput of parallel sweeps, measured side by side in one process (issue 8).
+"""Throughput of parallel sweeps, measured side by side in one process.
 
     python tests/benchmarks/bench_executors.py               # first 8 runs of the quick sweep, 24 tiny runs
     python tests/benchmarks/bench_executors.py --runs 32     # the whole quick sweep (several minutes on 2 cores)

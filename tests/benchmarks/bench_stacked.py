@@ -1,5 +1,5 @@
-"""Benchmark of stacked training (``python -m collect --stack``, collect/stacked.py) against today's path, one run at a
-time in ``--workers 2`` processes, on 32 runs that share a shape, side by side in one invocation (issue 14).
+"""Benchmark of stacked training (``python -m collect --stack``, collect/train_stacked.py) against today's path, one run at a
+time in ``--workers 2`` processes, on 32 runs that share a shape, side by side in one invocation.
 
 The 32 runs are the quick sweep's model and data (MNIST 1,000/1,000, fcn 2 x 128, batch 32, SGD, up to 15 epochs to
 100 % train accuracy + 2 epochs) with learning rate {0.02, 0.05} x weight decay {0, 5e-4} x dropout {0, 0.5} x
@@ -111,7 +111,7 @@ def train_only(n_seeds: int, epochs: int, dataset: str = "mnist", width: int = 1
     from collect.models import build_model
     from collect.optim import build_optimizer
     from collect.runner import to_tensors
-    from collect.stacked import train_stack
+    from collect.train_stacked import train_stack
     from collect.sweep import expand, parse_spec
     from collect.train import train
 
@@ -165,7 +165,7 @@ def main() -> None:
         print(f"first {args.runs} runs of the study sweep (scale small), its measures" if args.study
               else f"{args.runs} runs of one shape, measures: {args.measures}")
         timed = {
-            "one at a time": run("one at a time (--workers 2)", [*common, "--workers", "2"], uris["one at a time"]),
+            "one at a time": run("one at a time (--stack off --workers 2)", [*common, "--stack", "off", "--workers", "2"], uris["one at a time"]),
             "stacked": run("stacked (--stack --workers 2)", [*common, "--stack", "--workers", "2"], uris["stacked"]),
         }
         wall = {k: v[0] for k, v in timed.items()}

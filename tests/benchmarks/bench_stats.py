@@ -1,6 +1,6 @@
 """Benchmark of the statistics on a synthetic ledger of 10,000 runs × 30 measures × 6 hyperparameter axes.
 
-Run by hand: ``python tests/benchmarks/bench_stats.py`` (``--quick`` for a 2,000-run smoke run). Targets (issue 5):
+Run by hand: ``python tests/benchmarks/bench_stats.py`` (``--quick`` for a 2,000-run smoke run). Targets:
 every statistic except the bootstrap and CMI under 15 s in all, CMI under 60 s, the bootstrap with 1,000 resamples
 under 2 minutes. Also prints, measured side by side in this run, the speed-up of the sorted/vectorised code over the
 straightforward alternative (scipy.stats.kendalltau per resample; enumerating pairs for CMI).

@@ -1,4 +1,4 @@
-"""Benchmark of the log volume log P(f) (issue 4): kernel + EP on binarised MNIST at |S| + |E| = 500, 1,500, 5,000.
+"""Benchmark of the log volume log P(f): kernel + EP on binarised MNIST at |S| + |E| = 500, 1,500, 5,000.
 
 Run by hand: ``python tests/benchmarks/bench_volume.py`` (``--quick``: 500 and 1,500 only, fewer Boolean samples).
 Target: 1,500 points (paper 002's MNIST setting, |S| = 500, |E| = 1,000) in under 30 s including the kernel.

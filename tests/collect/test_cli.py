@@ -25,7 +25,7 @@ SPEC = (CLI_SPEC.split("[grid]")[0].replace('name = "fault-cli"', 'name = "cli"'
 def spec_file(folder: Path, measures: str = '["margins"]', dataset: str = "digits", extra: str = "", **data: object) -> Path:
     text = SPEC.replace("MEASURES", measures).replace("DATASET", dataset)
     for key, value in data.items():
-        text = text.replace(f"[base.data]\n", f"[base.data]\n{key} = {value}\n") if f"\n{key} =" not in text else \
+        text = text.replace("[base.data]\n", f"[base.data]\n{key} = {value}\n") if f"\n{key} =" not in text else \
             "\n".join(f"{key} = {value}" if line.startswith(f"{key} =") else line for line in text.splitlines())
     path = folder / "spec.toml"
     path.write_text(extra + text)

@@ -1,4 +1,4 @@
-"""Smoke runs of the built-in sweeps that reproduce the papers (issue 7): each one's ``--scale smoke`` expands, runs
+"""Smoke runs of the built-in sweeps that reproduce the papers: each one's ``--scale smoke`` expands, runs
 to the end into a fresh MLflow store, and logs every measure it promises (final values and, for its curve measures,
 values along training). The papers' conclusions are not asserted here; reports/reproductions.md reports them."""
 
@@ -84,7 +84,7 @@ def test_every_paper_sweep_has_smoke_cpu_and_paper_scales() -> None:
 
 
 def test_lambda_max_gd_cases_run_a_fixed_budget_on_the_eos_squared_error() -> None:
-    """The edge-of-stability check (issue 12): every GD case of the cpu scale trains the ½‖f − y‖² loss for the full
+    """The edge-of-stability check: every GD case of the cpu scale trains the ½‖f − y‖² loss for the full
     max_steps (no accuracy or loss stop, no epoch cap) and logs λ_max along training; minibatch cases keep paper 004's
     99 % training-accuracy stop."""
     runs = expand(load_spec(find_sweep("lambda-max")), "cpu")

@@ -1,4 +1,4 @@
-"""Progress when stderr is not a terminal (issue 11 item 9): `python -m collect 2>&1 | tee log` prints one line per
+"""Progress when stderr is not a terminal: `python -m collect 2>&1 | tee log` prints one line per
 finished or failed run instead of tqdm's bar, which draws only on a terminal."""
 
 from __future__ import annotations

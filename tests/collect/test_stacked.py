@@ -1,4 +1,4 @@
-"""Stacked training (collect.stacked) against one-at-a-time training (collect.train.train) on a tiny sweep.
+"""Stacked training (collect.train_stacked) against one-at-a-time training (collect.train.train) on a tiny sweep.
 
 Reference: the same configurations trained one at a time exactly as ``run_one`` trains them. Tolerance: the batched
 matrix products of the stack sum in a different order than ``nn.Linear``, so weights agree only to float32 rounding
@@ -18,7 +18,9 @@ from collect.losses import get_loss
 from collect.models import build_model
 from collect.optim import build_optimizer
 from collect.runner import run_sweep, to_tensors
-from collect.stacked import plan_stacks, replay_train, stacked_executor, train_stack
+from collect.stack_executor import stacked_executor
+from collect.stack_plan import plan_stacks
+from collect.train_stacked import replay_train, train_stack
 from collect.sweep import expand, parse_spec
 from collect.train import train
 from collect.data import load_dataset
@@ -37,6 +39,9 @@ TINY = {
     "zip": [{"optim.lr": [0.1, 0.05], "model.init_sigma_w": [1.0, 1.5], "optim.weight_decay": [0.0, 0.01]}],
 }
 ADAM = {**TINY, "base": {**TINY["base"], "optim": {"optimizer": "adam", "lr": 0.01, "batch_size": 16}}}
+BATCH_NORM = {**TINY, "base": {**TINY["base"], "model": {**TINY["base"]["model"], "batch_norm": True}}}
+FCN_BN = {**TINY, "base": {**TINY["base"], "model": {"arch": "fcn_bn", "width": 12},
+                            "stop": {"max_epochs": 12, "train_acc": 0.9}}}  # slower than fcn: a reachable target
 
 
 def _planned(spec: dict):
@@ -70,7 +75,7 @@ def _margins(model, ds) -> torch.Tensor:
     return fy - other
 
 
-@pytest.mark.parametrize("spec", [TINY, ADAM], ids=["sgd-momentum", "adam"])
+@pytest.mark.parametrize("spec", [TINY, ADAM, BATCH_NORM, FCN_BN], ids=["sgd-momentum", "adam", "batch-norm", "fcn_bn"])
 def test_stacked_equals_one_at_a_time(spec) -> None:
     runs = _planned(spec)
     stacks, alone, _ = plan_stacks(runs)
@@ -82,7 +87,7 @@ def test_stacked_equals_one_at_a_time(spec) -> None:
         ref, ds = _one_at_a_time(cfg)
         got = _stacked(cfg, stacked_run)
         stop_points.add(got.steps)
-        assert (got.steps, got.stop_reason, got.converged_step) == (ref.steps, ref.stop_reason, ref.converged_step)
+        assert (got.steps, got.stop_reason, got.target_step) == (ref.steps, ref.stop_reason, ref.target_step)
         assert [r["train_acc"] for r in got.curves] == [r["train_acc"] for r in ref.curves]
         assert [r["test_acc"] for r in got.curves] == [r["test_acc"] for r in ref.curves]
         m_ref, m_got = _margins(ref.model, ds), _margins(got.model, ds)
@@ -97,10 +102,12 @@ def test_stacked_equals_one_at_a_time(spec) -> None:
 
 
 def test_unsupported_runs_fall_back_with_a_reason() -> None:
-    runs = _planned({**TINY, "grid": {"model.batch_norm": [False, True]}, "zip": []})
+    runs = _planned({**TINY, "grid": {"optim.swa": [False, True]}, "zip": []})
     stacks, alone, notes = plan_stacks(runs)
     assert [len(s) for s in stacks] == [2] and len(alone) == 2
-    assert any("batch_norm" in n for n in notes)
+    assert any("optim.swa" in n for n in notes)
+    lenet = _planned({**TINY, "base": {**TINY["base"], "model": {"arch": "lenet5"}}, "grid": {}, "zip": []})
+    assert "model.arch = 'lenet5'" in plan_stacks(lenet)[2][0]
     lonely = _planned({**TINY, "seeds": [0], "grid": {}, "zip": []})
     stacks, alone, notes = plan_stacks(lonely)
     assert not stacks and len(alone) == 1 and "no other run shares its shape" in notes[0]
@@ -150,7 +157,7 @@ def test_study_sweep_has_the_promised_size_and_stacks_by_cell() -> None:
 
 def test_stacked_runs_are_measured_in_worker_processes(mlflow_uri, tmp_path) -> None:
     """``--stack --workers 2``: the stack trains here, its runs are measured and logged in two worker processes
-    (``collect.executors._ProcessPool`` with the stacked results), and each child run holds what measuring in this
+    (``collect.executors.ProcessPool`` with the stacked results), and each child run holds what measuring in this
     process gives (same weights handed over, same seeded measures; rel 1e-6 allows another thread count)."""
     from mlflow import MlflowClient
 
@@ -172,7 +179,7 @@ def test_stacked_runs_are_measured_in_worker_processes(mlflow_uri, tmp_path) -> 
 
 
 def test_spread_splits_the_largest_stacks_until_every_worker_has_one() -> None:
-    from collect.stacked import spread
+    from collect.stack_plan import spread
 
     runs = _planned({**TINY, "seeds": [0, 1, 2, 3], "grid": {"model.dropout": [0.0, 0.3]}, "zip": []})
     assert len(runs) == 8
@@ -184,7 +191,7 @@ def test_spread_splits_the_largest_stacks_until_every_worker_has_one() -> None:
 
 def test_a_stack_that_fails_to_train_falls_back_to_one_at_a_time(mlflow_uri, monkeypatch, capsys) -> None:
     """If training a stack raises, its runs are trained one at a time (and said so), not lost."""
-    import collect.stacked as stacked_module
+    import collect.stack_executor as stacked_module
     from collect.runner import sequential_executor
 
     def broken(*args, **kwargs):
@@ -196,3 +203,64 @@ def test_a_stack_that_fails_to_train_falls_back_to_one_at_a_time(mlflow_uri, mon
                         executor=stacked_executor(sequential_executor))
     assert summary.finished == 2
     assert "training a stack of 2 runs failed (MemoryError" in capsys.readouterr().err
+
+
+STOPS = [
+    {"max_steps": 13},  # a budget that ends inside an epoch (4 steps per epoch here)
+    {"max_epochs": 3, "max_steps": 100},
+    {"max_epochs": 30, "train_loss": 0.3, "extra_epochs": 2},
+    {"max_epochs": 30, "train_acc": 0.9, "eval_every": 3},
+    {"max_epochs": 2, "train_acc": 1.0},  # the cap comes before the target
+]
+
+
+@pytest.mark.parametrize("stop", STOPS, ids=["max_steps", "max_epochs", "loss+extra", "acc+eval_every", "capped"])
+def test_stacked_and_one_at_a_time_share_the_stop_rule(stop) -> None:
+    """The same stop steps, reasons, target steps and evaluation steps, on a grid of budgets and targets."""
+    spec = {**TINY, "seeds": [0, 1], "grid": {}, "zip": [{"optim.lr": [0.1, 0.03]}],
+            "base": {**TINY["base"], "stop": stop}}
+    configs = [p.config for p in _planned(spec)]
+    for cfg, got in zip(configs, train_stack(configs, torch.device("cpu"))):
+        ref, _ = _one_at_a_time(cfg)
+        assert (got.steps, got.stop_reason, got.target_step) == (ref.steps, ref.stop_reason, ref.target_step), stop
+        assert [r["step"] for r in got.curves] == [r["step"] for r in ref.curves]
+
+
+def test_diverging_run_fails_with_the_message_of_one_at_a_time_training() -> None:
+    from collect.train import Diverged
+
+    runs = _planned({**TINY, "seeds": [0], "grid": {}, "zip": [{"optim.lr": [0.05, 1e6]}]})
+    stacked = train_stack([p.config for p in runs], torch.device("cpu"))
+    with pytest.raises(Diverged) as single:
+        _one_at_a_time(runs[1].config)
+    assert stacked[1].diverged == str(single.value)
+
+
+def test_train_outcome_is_logged_for_stacked_and_one_at_a_time_runs(mlflow_uri) -> None:
+    """``train.learned`` always (0 for a run left at chance), ``train.converged`` / ``train.target_step`` only for a
+    target sweep, and the ``comparison_point`` tag, whether the runs were stacked or trained one at a time."""
+    from mlflow import MlflowClient
+
+    from collect.runner import sequential_executor
+
+    base = {**TINY, "seeds": [0], "grid": {}, "zip": [{"optim.lr": [0.1, 1e-9]}]}  # lr 1e-9: stays at chance
+    target = {**base, "name": "tiny-target"}
+    budget = {**base, "name": "tiny-budget", "base": {**TINY["base"], "stop": {"max_steps": 30}}}
+    client = MlflowClient(tracking_uri=mlflow_uri)
+    for spec, executor in ((target, stacked_executor(sequential_executor)), (budget, sequential_executor)):
+        summary = run_sweep(_planned(spec), sweep=spec["name"], tracking_uri=mlflow_uri, device="cpu", progress=False,
+                            executor=executor)
+        assert summary.finished == 2
+        kids = tracking.child_runs(client, client.get_experiment_by_name(spec["name"]).experiment_id)
+        by_lr = {float(k.data.params["optim.lr"]): k.data for k in kids}
+        assert by_lr[0.1].metrics["train/learned"] == 1.0 and by_lr[1e-9].metrics["train/learned"] == 0.0
+        for run in by_lr.values():
+            if spec is target:
+                assert run.tags["comparison_point"] == "train accuracy >= 0.95 + 1 epochs"
+                assert "train/converged" in run.metrics
+            else:
+                assert run.tags["comparison_point"] == "30 steps"
+                assert "train/converged" not in run.metrics and "train/target_step" not in run.metrics
+        if spec is target:
+            assert by_lr[0.1].metrics["train/converged"] == 1.0 and by_lr[0.1].metrics["train/target_step"] > 0
+            assert by_lr[1e-9].metrics["train/converged"] == 0.0 and "train/target_step" not in by_lr[1e-9].metrics

@@ -132,12 +132,17 @@ def test_small_sweep_report_verdict_and_charts(browser_context: Any, sweep: tupl
         words = {w.strip(".,;:()") for w in verdict.split()}
         assert not (words & diagnostics), sorted(words & diagnostics)
 
-        # The margins' pooled reversal is spoken about in the verdict, explained or said to be unexplained.
-        tau = stats.kendalltau(done["measure.margin_mean"], done["gen.gap_acc"]).statistic
-        if tau > 0:  # the literature expects larger margins with a smaller gap; positive is a reversal
-            sentence = next(s for s in verdict.splitlines() if s.startswith("margin_mean is reversed overall"))
+        # The margins' pooled reversal is spoken about in the verdict, explained or said to be unexplained; pooled over
+        # the runs the report analyses (those at the sweep's train_acc target: analyze.comparison).
+        from analyze.comparison import select_comparison_point
+
+        analysed = select_comparison_point(done)[0]
+        tau, p = stats.kendalltau(analysed["measure.margin_mean"], analysed["gen.gap_acc"])
+        said = [s for s in verdict.splitlines() if s.startswith("margin_mean is reversed overall")]
+        if tau > 0 and p < 0.01:  # the literature expects larger margins with a smaller gap; positive is a reversal
+            assert said, verdict[:2000]
+        for sentence in said:
             assert "because of attack_size" in sentence or "unexplained" in sentence
-            assert f"τ = {tau:+.2f}" in sentence
 
         # Clicking a cell of the matrix writes its evidence under it.
         rect = page.locator("#verdict svg .mark-rect path").nth(2)

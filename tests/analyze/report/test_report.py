@@ -132,7 +132,7 @@ def test_panels_use_log_axes_for_measures_spanning_decades(small_html: str) -> N
 
 def test_run_links_point_at_the_mlflow_ui(small_ledger: pl.DataFrame) -> None:
     html = render(small_ledger, {}, meta_for(small_ledger, tracking_uri="http://mlflow.example:5000"), sections=["runs"])
-    assert 'href="http://mlflow.example:5000/#/runs/run000001"' in html
+    assert 'href="http://mlflow.example:5000/#/runs/run000001?workflowType=machine_learning"' in html
     from_file = render(small_ledger, {}, meta_for(small_ledger, ledger_path="x.csv"), sections=["runs"])
     assert "#/runs/" not in from_file  # run ids of a ledger file are not MLflow runs
 

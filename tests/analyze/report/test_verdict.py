@@ -1,4 +1,4 @@
-"""The verdict section and the report details of issue 11 (without a browser): the measure × intervention matrix,
+"""The verdict section and the report details (without a browser): the measure × intervention matrix,
 flags that say what was tested, mission measures always drawn, diagnostics kept apart, granulated cells from too few
 runs, an empty sign-error explained, notes under tables, decade ticks, the 2/η line for full-batch GD only, and the
 paper-002 panel naming what was not computed."""

@@ -1,4 +1,4 @@
-"""Chunked resampling (issue 14): the same resamples and the same coefficients whatever the chunk size, and the block
+"""Chunked resampling: the same resamples and the same coefficients whatever the chunk size, and the block
 discordant-pair counter against brute-force enumeration of the pairs."""
 
 from __future__ import annotations

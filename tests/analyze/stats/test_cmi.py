@@ -41,7 +41,7 @@ def test_worked_example() -> None:
     # uniform marginals: I = 2·(1/3)·log2(4/3) + 2·(1/6)·log2(2/3), H(V_g) = 1.
     # Slices (0,1) and (1,0): the pair with r1 ties in g (dropped); the two others all fall in one cell → I = H = 0.
     # So CMI = (6/10 · I) / (6/10 · 1) = I.
-    out = conditional_mutual_information(_ledger([1, 2, 3, 1], [1, 3, 2, 5], [0, 0, 0, 1]))
+    out = conditional_mutual_information(_ledger([1, 2, 3, 1], [1, 3, 2, 5], [0, 0, 0, 1]), min_pairs_per_slice=0)
     expected = (2 / 3) * math.log2(4 / 3) + (1 / 3) * math.log2(2 / 3)
     row = out.row(0, named=True)
     assert row["cmi"] == pytest.approx(expected, abs=1e-12)
@@ -62,3 +62,14 @@ def test_table_without_gap_variation_is_undefined_and_no_axes_is_an_error() -> N
     assert math.isnan(cmi_from_table(np.zeros((1, 1, 3, 2))))
     with pytest.raises(StatsError, match="no hp"):
         conditional_mutual_information(pl.DataFrame({"gen.gap_acc": [1.0, 2.0], "measure.m": [1.0, 2.0]}))
+
+
+def test_too_few_runs_give_no_score_but_a_note() -> None:
+    # 8 runs over two two-level axes: 56 ordered pairs in 16 slices, 3.5 per slice; a CMI from them is plug-in bias
+    rng = np.random.default_rng(3)
+    frame = pl.DataFrame({"hp.a": [0, 1] * 4, "hp.b": [0, 0, 1, 1] * 2, "gen.gap_acc": rng.normal(size=8),
+                          "measure.m": rng.normal(size=8)})
+    row = conditional_mutual_information(frame).row(0, named=True)
+    assert row["cmi"] is None and "too few runs: 8 runs" in row["note"] and "fewer than 20" in row["note"]
+    raw = conditional_mutual_information(frame, min_pairs_per_slice=0).row(0, named=True)
+    assert raw["cmi"] is not None  # the number exists; it is withheld because it cannot mean anything

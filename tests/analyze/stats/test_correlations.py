@@ -87,7 +87,7 @@ def test_unknown_target_and_no_measures_are_clear_errors() -> None:
 def test_rank_sorted_by_abs_tau_with_shared_ranks_and_reversals(monkeypatch: pytest.MonkeyPatch) -> None:
     # sharp is expected to go with a larger gap (+1); margin is expected to go with a smaller gap (-1) but we
     # pretend the literature expects +1 for it, so its negative τ must be marked reversed.
-    monkeypatch.setattr(ranking_module, "expected_sign", lambda m, t: {"measure.sharp": 1, "measure.margin": 1}.get(m, 0))
+    monkeypatch.setattr(ranking_module, "expected_sign", lambda m, t, better=None: {"measure.sharp": 1, "measure.margin": 1}.get(m, 0))
     ledger = _ledger().with_columns((-pl.col("measure.sharp")).alias("measure.mirror"), pl.lit(0.0).alias("measure.flat"))
     out = rank_measures(ledger, target="gen.gap_acc")
     taus = out["kendall_tau"].to_list()

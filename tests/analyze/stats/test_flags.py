@@ -6,7 +6,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from analyze.stats import StatsError, break_flags, reference_value
+from analyze.stats import StatsError, break_flags, flag_evidence, reference_value
 from tests.analyze.synthetic import synthetic_ledger
 
 
@@ -103,3 +103,48 @@ def test_presorted_spearman_and_mann_whitney_equal_scipy() -> None:
         mw = stats.mannwhitneyu(v[group], v[ref], alternative="two-sided")
         assert p == pytest.approx(mw.pvalue, rel=1e-9)
         assert effect == pytest.approx(2 * mw.statistic / (group.sum() * ref.sum()) - 1, abs=1e-12)
+
+
+def _reference_break_ledger(seed: int = 0, n: int = 48) -> pl.DataFrame:
+    """The measure tracks the gap at batch 512 (ρ ≈ 0.99) and is noise at batch 32, the automatic reference."""
+    rng = np.random.default_rng(seed)
+    gap = rng.normal(0.1, 0.02, 2 * n)
+    bs = np.repeat([32, 512], n)
+    m = np.where(bs == 512, gap + rng.normal(0, 0.002, 2 * n), rng.normal(0, 1, 2 * n))
+    return pl.DataFrame({"hp.batch_size": bs, "gen.gap_acc": gap, "measure.m": m})
+
+
+def test_a_break_in_the_reference_level_is_flagged() -> None:
+    frame = _reference_break_ledger()
+    assert reference_value("hp.batch_size", [32, 512]) == 32  # the premise: 32 is the automatic reference
+    flags = break_flags(frame).filter(pl.col("flag") != "too_small")
+    assert flags.select("flag", "group", "reference").rows() == [("weakening", "32", "512")]
+    row = flags.row(0, named=True)
+    assert abs(row["r_group"]) < 0.4 < 0.95 < row["r_reference"] and row["p_adj"] < 1e-3
+    # the same answer whichever level is named the reference: it is a presentation choice
+    again = break_flags(frame, references={"hp.batch_size": 512}).filter(pl.col("flag") != "too_small")
+    assert again.select("flag", "group", "reference").rows() == [("weakening", "32", "512")]
+
+
+def test_a_break_in_any_level_of_three_is_flagged_against_each_other_level() -> None:
+    rng = np.random.default_rng(4)
+    n = 40
+    lr = np.repeat([0.01, 0.1, 1.0], n)
+    gap = rng.normal(0.1, 0.02, 3 * n)
+    m = np.where(lr == 0.01, rng.normal(0, 1, 3 * n), gap + rng.normal(0, 0.004, 3 * n))  # noise in the reference
+    flags = break_flags(pl.DataFrame({"hp.lr": lr, "gen.gap_acc": gap, "measure.m": m})).filter(pl.col("flag") != "too_small")
+    assert sorted(flags.select("flag", "group", "reference").rows()) == [("weakening", "0.01", "0.1"), ("weakening", "0.01", "1")]
+
+
+def test_small_groups_with_perfect_rank_agreement_give_no_point_interval() -> None:
+    rng = np.random.default_rng(2)
+    n = 8
+    gap = rng.normal(0.1, 0.02, 2 * n)
+    bs = np.repeat([64, 512], n)
+    m = np.where(bs == 64, gap, gap + rng.normal(0, 0.004, 2 * n))  # ρ = 1 exactly at 64, ≈ 0.9 at 512
+    records = [r for r in flag_evidence(pl.DataFrame({"hp.batch_size": bs, "gen.gap_acc": gap, "measure.m": m}))
+               if r["kind"] == "comparison"]
+    (rec,) = records
+    lo, hi = rec["ci_group"] if rec["r_group"] == 1.0 else rec["ci_reference"]
+    assert 1.0 in (rec["r_group"], rec["r_reference"]) and f"[{lo:.2f}, {hi:.2f}]" != "[1.00, 1.00]" and lo < 0.95
+    assert rec["p_strength"] > 0.05  # the same relation: no weakening from a perfect ρ in 8 runs

@@ -1,10 +1,13 @@
-"""Granulated Kendall Ψ on a hand-built ledger whose answer is worked out below."""
+"""Granulated Kendall Ψ on hand-built ledgers whose answers are worked out below."""
 
 from __future__ import annotations
+
+import itertools
 
 import numpy as np
 import polars as pl
 import pytest
+from scipy import stats
 
 from analyze.stats import StatsError, granulated_kendall, grouped_tau_b
 
@@ -27,7 +30,7 @@ def _ledger() -> pl.DataFrame:
 
 
 def test_worked_example() -> None:
-    out = granulated_kendall(_ledger(), target="gen.gap_acc", min_configs=2)
+    out = granulated_kendall(_ledger(), target="gen.gap_acc", min_cells=1)
     psi = dict(zip(out["axis"], out["psi"]))
     assert psi["hp.a"] == pytest.approx(1 / 3, abs=1e-12)
     assert psi["hp.b"] == pytest.approx(0.0, abs=1e-12)
@@ -38,23 +41,56 @@ def test_worked_example() -> None:
     assert "hp.const" not in psi  # a constant hp column is not an axis
 
 
-def test_cells_of_two_configurations_give_no_psi_by_default() -> None:
-    # axis B's cells hold 2 configurations each (τ would be ±1 from 2 points): refused at the default of 3
-    out = granulated_kendall(_ledger(), target="gen.gap_acc")
-    row = out.filter(pl.col("axis") == "hp.b").row(0, named=True)
-    assert row["psi"] is None and row["n_cells"] == 0 and row["n_cells_small"] == 3
-    assert "not enough runs" in row["note"] and "--min-configs" in row["note"]
-    a = out.filter(pl.col("axis") == "hp.a").row(0, named=True)  # cells of 3 configurations are kept
-    assert a["psi"] == pytest.approx(1 / 3, abs=1e-12) and a["n_cells_small"] == 0
-    assert out.filter(pl.col("axis") == "ALL")["psi"][0] == pytest.approx(1 / 3, abs=1e-12)
+def test_too_few_cells_give_no_psi_at_the_default() -> None:
+    out = granulated_kendall(_ledger(), target="gen.gap_acc")  # 2 cells per axis, fewer than 6
+    for axis in ("hp.a", "hp.b"):
+        row = out.filter(pl.col("axis") == axis).row(0, named=True)
+        assert row["psi"] is None and row["n_cells"] == 2 and "not enough cells" in row["note"]
+
+
+def _two_level_ledger(n_cells: int, flip: int, seed: int = 0) -> pl.DataFrame:
+    """Axis hp.sam with two levels, crossed with hp.width (n_cells values); in every cell the measure orders the two
+    configurations like the gap, except in the first ``flip`` cells. Two seeds per configuration."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for w, sam in itertools.product(range(n_cells), (0, 1)):
+        gap = 0.1 + 0.01 * w + 0.02 * sam
+        sign = -1 if w < flip else 1
+        for s in range(2):
+            rows.append({"hp.width": w, "hp.sam": sam, "seed": s, "gen.gap_acc": gap + rng.normal(0, 1e-4),
+                         "measure.m": sign * 0.02 * sam + 0.01 * w + rng.normal(0, 1e-4)})
+    return pl.DataFrame(rows)
+
+
+def test_two_level_axis_gets_the_mean_of_cell_signs_with_a_sign_test_and_ci() -> None:
+    out = granulated_kendall(_two_level_ledger(10, flip=2))
+    row = out.filter(pl.col("axis") == "hp.sam").row(0, named=True)
+    assert row["n_cells"] == 10 and (row["n_positive"], row["n_negative"]) == (8, 2)
+    assert row["psi"] == pytest.approx((8 - 2) / 10, abs=1e-12) and row["note"] is None
+    assert row["sign_p"] == pytest.approx(stats.binomtest(8, 10, 0.5).pvalue, rel=1e-12)
+    # Clopper–Pearson by hand: beta quantiles of the share of positive cells, mapped by ψ = 2p − 1
+    lo = stats.beta.ppf(0.025, 8, 3)
+    hi = stats.beta.ppf(0.975, 9, 2)
+    assert (row["psi_ci_low"], row["psi_ci_high"]) == pytest.approx((2 * lo - 1, 2 * hi - 1), rel=1e-9)
+    assert row["psi_ci_low"] < row["psi"] < row["psi_ci_high"]
+
+
+def test_multi_level_axis_ci_is_the_t_interval_over_cells() -> None:
+    out = granulated_kendall(_two_level_ledger(10, flip=2))
+    row = out.filter(pl.col("axis") == "hp.width").row(0, named=True)  # 10 levels in each of 2 cells: too few cells
+    assert row["psi"] is None and "not enough cells" in row["note"]
+    from analyze.stats.granulated import psi_uncertainty
+
+    taus = np.array([0.2, 0.5, -0.1, 0.8, 0.4, 0.3])
+    got = psi_uncertainty(taus, 0.95, True)
+    half = stats.t.ppf(0.975, 5) * taus.std(ddof=1) / np.sqrt(6)
+    assert (got["psi_ci_low"], got["psi_ci_high"]) == pytest.approx((taus.mean() - half, taus.mean() + half), rel=1e-12)
 
 
 def test_grouped_tau_matches_scipy_per_group() -> None:
-    from scipy import stats
-
     rng = np.random.default_rng(0)
     codes = rng.integers(0, 30, 500)
-    codes[:450] = codes[:450] % 5  # a few groups larger than the enumeration limit? no: 5 groups of ~90 plus small ones
+    codes[:450] = codes[:450] % 5  # 5 groups of ~90 plus small ones
     x = rng.integers(0, 6, 500).astype(float)
     y = rng.normal(size=500)
     tau, sizes = grouped_tau_b(codes, x, y)

@@ -49,10 +49,18 @@ def test_worked_example_three_environments_ties_and_percentile() -> None:
 
 
 def test_pairs_differing_in_two_axes_are_not_environments() -> None:
-    ledger = _ledger([("a", "x", 0.1, 1.0), ("b", "y", 0.2, 2.0)])
+    # four configurations, each pair differing in two of three columns, no two columns aliased
+    ledger = pl.DataFrame({"hp.x": [0, 1, 1, 0], "hp.y": [0, 1, 0, 1], "hp.z": [0, 0, 1, 1], "gen.gap_acc": [0.1, 0.2, 0.3, 0.4],
+                           "measure.m": [1.0, 2.0, 3.0, 4.0], "hp.n_test": [10_000] * 4})
     out = sign_error(ledger, min_ess=1)
-    assert out["n_envs"].to_list() == [0, 0, 0]
+    assert out["n_envs"].to_list() == [0, 0, 0, 0]
     assert "differ only" in out["note"][0]
+
+
+def test_two_aliased_columns_are_one_intervention() -> None:
+    out = sign_error(_ledger([("a", "x", 0.1, 1.0), ("b", "y", 0.2, 2.0)]), min_ess=1)
+    assert out["axis"].to_list() == ["hp.lr+hp.bs", "ALL"] and out["n_envs"][0] == 1
+    assert "fewer than 10" in out["note"][0]
 
 
 def test_missing_test_size_and_percent_accuracies_are_clear_errors() -> None:

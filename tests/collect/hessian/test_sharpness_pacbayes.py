@@ -145,7 +145,7 @@ def _regression(seed: int = 0, n: int = 30, d: int = 6, k: int = 3):
 
 @pytest.mark.parametrize("eps", [1e-3, 5e-2])
 def test_subspace_sharpness_equals_the_enumerated_corner_maximum_of_a_convex_quadratic(eps):
-    """Issue 15, item 4. A convex function attains its maximum over a box at a vertex, so with p = 6 the exact
+    """A convex function attains its maximum over a box at a vertex, so with p = 6 the exact
     subspace maximum is the best of the 2⁶ = 64 corners y_j = ±ε(|(Aᵀw)_j| + 1), enumerated here with the test's own
     loss closure (A is the orthonormal basis the maximiser drew, returned on the result). The default maximiser
     lands on that corner (to 1e-9 relative: both evaluate the same point); a box 10× too large, or the wrong
@@ -171,7 +171,7 @@ def test_subspace_sharpness_equals_the_enumerated_corner_maximum_of_a_convex_qua
 
 @pytest.mark.parametrize("noise", ["isotropic", "magnitude"])
 def test_batched_pacbayes_search_equals_one_draw_at_a_time(noise):
-    """Issue 14: the vmapped draws (in batches of 16 and of 3) and the one-at-a-time loop see the same draws, so the
+    """The vmapped draws (in batches of 16 and of 3) and the one-at-a-time loop see the same draws, so the
     whole search — every tested σ and the returned one — agrees to float64 rounding."""
     model, x, y = _linear_classifier()
     error = ChunkedLoss(model, zero_one_error, x, y, chunk_size=150)
@@ -187,7 +187,7 @@ def test_batched_pacbayes_search_equals_one_draw_at_a_time(noise):
 
 
 def test_batched_sharpness_restarts_equal_one_restart_at_a_time():
-    """Issue 14: the multistart maximiser with restarts evaluated in one vmapped pass and with a loop over
+    """The multistart maximiser with restarts evaluated in one vmapped pass and with a loop over
     restarts (value_and_grad row by row) takes the same path and returns the same value (float64 rounding)."""
     _, x, y, half_sq = _regression(seed=1)
     torch.manual_seed(0)

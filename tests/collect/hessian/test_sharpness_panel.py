@@ -25,7 +25,7 @@ from tests.collect.hessian.tiny_nets import (  # noqa: F401 (single_thread is an
 )
 
 EPSILONS = (1e-4, 1e-3, 1e-2, 5e-2)
-RATIO = 0.95  # the default must reach 95 % of the reference on every case (issue 12)
+RATIO = 0.95  # the default must reach 95 % of the reference on every case
 
 
 def reference_sharpness(model: torch.nn.Module, eps: float, restarts: int = 60, steps: int = 50) -> float:

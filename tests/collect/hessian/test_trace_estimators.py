@@ -119,7 +119,7 @@ def test_standard_error_covers_the_true_trace_at_the_nominal_rate(estimator, ada
 
 @pytest.mark.parametrize("estimator", [hutchinson_trace, hutchpp_trace])
 def test_two_se_coverage_at_the_default_budget_on_random_init_and_trained_nets(estimator):
-    """Issue 12: at the estimators' defaults (two-stage rule, 64-probe pilot, Frobenius-bound SE) the truth lies
+    """At the estimators' defaults (two-stage rule, 64-probe pilot, Frobenius-bound SE) the truth lies
     within 2 reported SEs in ≥ 92 % of runs, pooled over 6 dense Hessians (ReLU, tanh and batch-norm nets at random
     init and trained) × 40 seeds × two targets (rel_se 0.02, the default, and 0.1, where the pilot alone often
     suffices — the case that fell to 88 % for Hutch++ before). Measured over 200 seeds per case while calibrating:
@@ -141,7 +141,7 @@ def test_two_se_coverage_at_the_default_budget_on_random_init_and_trained_nets(e
 
 
 def test_frobenius_standard_error_covers_the_dense_norm_over_many_seeds():
-    """Issue 15, item 3: ‖H‖_F at the default target (rel_se 2 %) over 6 dense Hessians (ReLU, tanh, batch norm;
+    """‖H‖_F at the default target (rel_se 2 %) over 6 dense Hessians (ReLU, tanh, batch norm;
     random init and trained) × 40 seeds. Measured: 2-SE coverage 0.938, median relative SE 2.0 %. The bounds
     0.88-0.99 are ≥ 3 binomial sd (0.011 at n = 240) from it; an estimator returning 1.08× the right value covers
     in 7.5 % of runs (8 % bias ≈ 4 SE), and one whose SE is 2× too large in ~100 %, so both fail."""

@@ -1,4 +1,4 @@
-"""Which registry outputs are measures, diagnostics or generalization numbers (issue 11, item 1)."""
+"""Which registry outputs are measures, diagnostics or generalization numbers."""
 
 from __future__ import annotations
 

@@ -1,0 +1,191 @@
+"""Training speed side by side in one process: a plain PyTorch loop, flatlas one run at a time
+(``collect.train.train``), a stack of runs (``collect.train_stacked.train_stack``) and the batched-matmul rate of
+that stack's shapes.
+
+Setting (the quick sweep's model and data): MNIST 784 inputs, ``--n-train`` points (1,000), fcn 784-W-W-10
+(W = ``--width``, 128), batch 32, SGD, ``--epochs`` epochs (20), ``--runs`` runs (16) that differ in seed and
+learning rate (0.02, 0.05 alternating), ``--threads`` torch threads (2). Every path trains the same ``--runs``
+configurations for the same number of steps (a budget, no target).
+
+Rows:
+
+- ``plain loop``: ``nn.Sequential`` + ``torch.optim.SGD``, a ``randperm`` per epoch, nothing else, runs one after
+  another (the naive script a researcher would write);
+- ``train() per-epoch eval``: ``collect.train.train`` as ``run_one`` calls it (a full train + test evaluation each
+  epoch: the curves and the stop rule's checks);
+- ``train() eval at end``: the same with ``stop.eval_every`` = the budget, i.e. the training step alone;
+- ``stack of R per-epoch eval``: ``train_stack`` on all runs at once, as ``--stack`` runs it;
+- ``stack of R eval at end``: the same with one evaluation at the end, i.e. the stacked training step alone;
+- ``bmm rate``: the batched matrix products one stacked SGD step performs (forward, weight gradients, input
+  gradients of the hidden layers) timed alone, the ceiling for the stack.
+
+FLOPs of a training step (per run): 2·B·Σ_k in_k·out_k forward, twice that backward, less the first layer's input
+gradient: F = 2·B·(3·Σ_k in_k·out_k − in_0·out_0). GFLOP/s = runs · steps · F / seconds (evaluation passes are
+extra work in the flatlas rows and not counted). "vs plain" = plain-loop seconds / row seconds (> 1: faster);
+"% bmm" = the row's GFLOP/s over the bmm rate.
+
+Run by hand from the repository root on an idle machine: ``python tests/benchmarks/bench_training.py``
+(``--tiny`` for a few-second check that it runs; ``--device cuda`` on a GPU machine).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import time
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from collect.config import run_config_from_dict
+from collect.data import load_dataset
+from collect.losses import get_loss
+from collect.models import build_model
+from collect.optim import build_optimizer
+from collect.runner import to_tensors
+from collect.train import train
+from collect.train_stacked import train_stack
+
+
+def configs(args: argparse.Namespace) -> list:
+    return [run_config_from_dict({
+        "seed": r,
+        "data": {"dataset": args.dataset, "n_train": args.n_train, "n_test": args.n_train},
+        "model": {"arch": "fcn", "width": args.width, "depth": 2},
+        "optim": {"optimizer": "sgd", "lr": (0.02, 0.05)[r % 2], "batch_size": args.batch},
+        "stop": {"max_epochs": args.epochs},
+    }) for r in range(args.runs)]
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def plain_loop(cfgs: list, device: torch.device) -> float:
+    """Seconds for the naive sequential loop over every config."""
+    total = 0.0
+    for cfg in cfgs:
+        ds = load_dataset(cfg.data, cfg.data_seed)
+        x = torch.as_tensor(ds.x_train, dtype=torch.float32, device=device).reshape(len(ds.x_train), -1)
+        y = torch.as_tensor(ds.y_train, dtype=torch.long, device=device)
+        torch.manual_seed(cfg.seed)
+        d, w = x.shape[1], cfg.model.width
+        net = nn.Sequential(nn.Linear(d, w), nn.ReLU(), nn.Linear(w, w), nn.ReLU(), nn.Linear(w, 10)).to(device)
+        opt = torch.optim.SGD(net.parameters(), lr=cfg.optim.lr)
+        g = torch.Generator().manual_seed(cfg.seed)
+        sync(device)
+        start = time.perf_counter()
+        for _ in range(cfg.stop.max_epochs):
+            order = torch.randperm(len(y), generator=g).to(device)
+            for i in range(0, len(y), cfg.optim.batch_size):
+                idx = order[i : i + cfg.optim.batch_size]
+                opt.zero_grad(set_to_none=True)
+                F.cross_entropy(net(x[idx]), y[idx]).backward()
+                opt.step()
+        sync(device)
+        total += time.perf_counter() - start
+    return total
+
+
+def flatlas_single(cfgs: list, device: torch.device, eval_at_end: bool) -> tuple[float, int]:
+    """Seconds (training only, as ``train`` reports them) and steps per run of ``collect.train.train``."""
+    total, steps = 0.0, 0
+    for cfg in cfgs:
+        if eval_at_end:
+            spe = -(-cfg.data.n_train // cfg.optim.batch_size)
+            cfg = dataclasses.replace(cfg, stop=dataclasses.replace(cfg.stop, eval_every=cfg.stop.max_epochs * spe))
+        torch.manual_seed(cfg.seed)
+        ds = load_dataset(cfg.data, cfg.data_seed)
+        model = build_model(cfg.model, ds.input_shape, ds.num_classes, cfg.seed).to(device)
+        loss_fn = get_loss(cfg.loss)
+        data = to_tensors(ds, device)
+        sync(device)
+        result = train(cfg, model, data, loss_fn, lambda m: build_optimizer(cfg.optim, m, loss_fn), progress=False)
+        sync(device)
+        total += result.seconds
+        steps = result.steps
+    return total, steps
+
+
+def stacked(cfgs: list, device: torch.device, eval_at_end: bool = False) -> float:
+    for cfg in cfgs:  # the data cache is warm, as in plain_loop
+        load_dataset(cfg.data, cfg.data_seed)
+    if eval_at_end:
+        cfgs = [dataclasses.replace(c, stop=dataclasses.replace(c.stop, eval_every=10**9)) for c in cfgs]
+    sync(device)
+    start = time.perf_counter()
+    train_stack(cfgs, device)
+    sync(device)
+    return time.perf_counter() - start
+
+
+def bmm_rate(runs: int, batch: int, dims: list[int], device: torch.device, repeats: int) -> float:
+    """GFLOP/s of the batched products of one stacked step (forward, weight and hidden-input gradients)."""
+    hs = [torch.randn(runs, batch, d, device=device) for d in dims]
+    ws = [torch.randn(runs, i, o, device=device) for i, o in zip(dims[:-1], dims[1:])]
+    flops = 0
+    for k, w in enumerate(ws):
+        flops += 2 * 2 * runs * batch * w.shape[1] * w.shape[2] + (2 * runs * batch * w.shape[1] * w.shape[2] if k else 0)
+
+    def one() -> None:
+        for k, w in enumerate(ws):
+            torch.bmm(hs[k], w)  # forward
+            torch.bmm(hs[k].transpose(1, 2), hs[k + 1])  # weight gradient
+            if k:
+                torch.bmm(hs[k + 1], w.transpose(1, 2))  # input gradient
+
+    one()
+    sync(device)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        one()
+    sync(device)
+    return flops * repeats / (time.perf_counter() - start) / 1e9
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--runs", type=int, default=16)
+    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--n-train", type=int, default=1000)
+    p.add_argument("--width", type=int, default=128)
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--dataset", default="mnist")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--tiny", action="store_true", help="4 runs, 1 epoch, 200 points: checks that it runs")
+    args = p.parse_args()
+    if args.tiny:
+        args.runs, args.epochs, args.n_train = 4, 1, 200
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    cfgs = configs(args)
+    ds = load_dataset(cfgs[0].data, cfgs[0].data_seed)
+    dims = [int(torch.as_tensor(ds.x_train[0]).numel()), args.width, args.width, ds.num_classes]
+    flops_step = 2 * args.batch * (3 * sum(i * o for i, o in zip(dims[:-1], dims[1:])) - dims[0] * dims[1])
+
+    warm = [dataclasses.replace(c, stop=dataclasses.replace(c.stop, max_epochs=1)) for c in cfgs[:2]]
+    plain_loop(warm, device), flatlas_single(warm, device, False), stacked(warm, device)  # first-call costs
+    plain = plain_loop(cfgs, device)
+    single, steps = flatlas_single(cfgs, device, eval_at_end=False)
+    single_end, _ = flatlas_single(cfgs, device, eval_at_end=True)
+    stack = stacked(cfgs, device)
+    stack_end = stacked(cfgs, device, eval_at_end=True)
+    rate = bmm_rate(args.runs, args.batch, dims, device, repeats=max(5, steps // 4))
+    total_flops = args.runs * steps * flops_step
+
+    print(f"{args.runs} runs x {steps} steps, fcn {'-'.join(map(str, dims))}, batch {args.batch}, {args.dataset} "
+          f"{args.n_train} points, {args.threads} threads, {device}")
+    print(f"{'path':30s} {'seconds':>8s} {'ms/step/run':>12s} {'GFLOP/s':>8s} {'vs plain':>9s} {'% bmm':>6s}")
+    for name, secs in (("plain loop", plain), ("train() per-epoch eval", single), ("train() eval at end", single_end),
+                       (f"stack of {args.runs} per-epoch eval", stack), (f"stack of {args.runs} eval at end", stack_end)):
+        gflops = total_flops / secs / 1e9
+        print(f"{name:30s} {secs:8.2f} {1e3 * secs / (args.runs * steps):12.3f} {gflops:8.1f} {plain / secs:9.2f} "
+              f"{100 * gflops / rate:6.0f}")
+    print(f"{'bmm rate (stack shapes)':30s} {'':8s} {'':12s} {rate:8.1f}")
+
+
+if __name__ == "__main__":
+    main()
