@@ -543,7 +543,8 @@ def cost_chart(rows: Sequence[Mapping[str, Any]], log: bool) -> dict[str, Any]:
 
 # --- verdict matrix ----------------------------------------------------------------------------------------------
 
-VERDICT_COLOURS = {"holds": "#4e9a4e", "no pooled relation": "#cfe3c4", "weakens": "#e3b341", "reverses": "#c0392b",
+VERDICT_COLOURS = {"holds": "#4e9a4e", "no pooled relation": "#cfe3c4", "undecided": "#f1ead2", "weakens": "#e3b341",
+                   "reverses": "#c0392b",
                    "stays reversed": "#eba59c", "direction unknown": "#b9cde0", "not testable": "#d9d9d9"}
 
 

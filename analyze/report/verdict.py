@@ -4,7 +4,7 @@ Renders the frames ``verdict_matrix``, ``verdict_sentences`` and ``reversal_expl
 the flags frame; it computes no statistic. Rows of the matrix are grouped by measure family in ``FAMILIES`` order
 (``analyze.stats.verdict.FAMILIES``: margins, norms, Hessian trace, λ_max, sharpness, adaptive sharpness, PAC-Bayes,
 log volume, spectra, optimization); each cell
-says whether the measure's relation to the target *holds*, *weakens*, *reverses* or was *not testable* when that
+says whether the measure's relation to the target *holds*, is *undecided*, *weakens*, *reverses* or was *not testable* when that
 intervention moves, with the evidence sentence on hover and, on click, under the chart.
 """
 
@@ -22,7 +22,8 @@ from analyze.stats.verdict import FAMILIES as STATS_FAMILIES
 from analyze.report.blocks import INFO_FLAGS, Inputs, ci_text, direction_phrase, missing, note, strength
 
 FAMILIES = tuple(STATS_FAMILIES)
-VERDICT_TEXT = {"holds": "holds", "weakens": "weakens", "reverses": "reverses", "not_testable": "not testable"}
+VERDICT_TEXT = {"holds": "holds", "undecided": "undecided", "weakens": "weakens", "reverses": "reverses",
+                "not_testable": "not testable"}
 # "holds" of a pooled relation that is itself reversed, or not significant, must not read as a green success.
 HOLDS_AS = {"reversed": "stays reversed", "none": "no pooled relation", "unknown": "direction unknown"}
 MAX_REVERSALS_SHOWN = 6  # reversal sentences shown open (explained first, then intervals excluding 0); the rest folded
@@ -75,7 +76,8 @@ def matrix(inp: Inputs, page: Page) -> str:
         + note(f"{n_measures} measure(s) × {n_interventions} intervention(s): {summary}. Each cell follows the evidence "
                "along that intervention (section Flags; every pair of levels is compared): reverses — a sign or Simpson "
                "reversal was flagged, or two levels have τ intervals excluding 0 on opposite sides; weakens — a weakening "
-               "or decoupling was flagged, or τ lacks the expected sign in some level; holds — τ has the expected sign in "
+               "or decoupling was flagged; undecided — nothing was flagged but τ lacks the expected sign in some level "
+               "(neither a hold nor a shown break); holds — τ has the expected sign in "
                "every level with enough runs and nothing was flagged (stays reversed — and the pooled relation has the sign the literature does not "
                "expect; no pooled relation — and the pooled τ's interval contains 0, so there was nothing to lose; direction "
                "unknown — no expected sign is registered for the measure or the target, so the pooled τ is shown as it is); "

@@ -7,10 +7,11 @@ Kendall CI for a pooled τ; ``kendall_ci`` — a Gaussian-copula Neyman belt up 
 
 - ``verdict_matrix`` — one row per (measure, intervention); the cell rules are ``cell_verdict``: ``reverses`` when a
   ``sign_reversal`` / ``simpson_reversal`` flag was raised or two levels (≥ ``min_group`` runs) have τ CIs excluding 0
-  on opposite sides, flag or not; ``weakens`` for a ``weakening`` / ``decoupling`` flag or when some testable level's
-  τ lacks the expected sign (the pooled τ's sign for a measure or target without a known orientation); ``holds``
-  only when τ has the expected sign in every testable level and nothing was flagged; ``not_testable`` when fewer than
-  two levels have ``min_group`` runs. ``tau_within`` lists Kendall τ-b with its CI inside each level (≥ 3 runs;
+  on opposite sides, flag or not; ``weakens`` for a ``weakening`` / ``decoupling`` flag; ``undecided`` when nothing
+  was flagged but some testable level's τ lacks the expected sign (the pooled τ's sign for a measure or target
+  without a known orientation) — a point estimate the design cannot tell from noise, neither a hold nor a break;
+  ``holds`` only when τ has the expected sign in every testable level and nothing was flagged; ``not_testable`` when
+  fewer than two levels have ``min_group`` runs. ``tau_within`` lists Kendall τ-b with its CI inside each level (≥ 3 runs;
   else "not enough runs"). ``pooled_relation``: ``expected`` / ``reversed`` (pooled CI excludes 0 on the
   literature's / the other side), ``none`` (it contains 0) or ``unknown`` (no expected sign or no τ).
 - ``reversal_explanations`` — one row per measure whose pooled CI excludes 0 on the unexpected side
@@ -54,7 +55,7 @@ FAMILIES: dict[str, tuple[str, ...]] = {
     "optimization": ("optimization_speed", "grad_noise"),
 }
 FAMILY_ORDER = (*FAMILIES, "other")
-VERDICTS = ("holds", "weakens", "reverses", "not_testable")
+VERDICTS = ("holds", "undecided", "weakens", "reverses", "not_testable")
 
 MATRIX_SCHEMA: dict[str, pl.DataType] = {
     "measure": pl.Utf8, "family": pl.Utf8, "target": pl.Utf8, "intervention": pl.Utf8, "axes": pl.List(pl.Utf8),
@@ -125,9 +126,10 @@ def cell_verdict(taus: list[dict], flag_kinds: set[str], tested: bool, want: int
 
     - ``reverses``: a reversal flag was raised, or two levels with ≥ ``min_group`` runs have Kendall τ CIs that
       exclude 0 on opposite sides;
-    - ``weakens``: a weakening or decoupling flag was raised, or some testable level's τ does not have the expected
-      sign (for a measure or target with no known orientation: the sign of the pooled τ when its CI excludes 0,
-      ``pooled_side``);
+    - ``weakens``: a weakening or decoupling flag was raised;
+    - ``undecided``: nothing was flagged, but some testable level's τ does not have the expected sign (for a measure
+      or target with no known orientation: the sign of the pooled τ when its CI excludes 0, ``pooled_side``) — a
+      null result that neither confirms the relation there nor shows a break;
     - ``holds``: the relation was tested and τ has the expected sign in every testable level — or there is no sign
       to hold (no known orientation and a pooled CI containing 0; the report shows it as "direction unknown");
     - ``not_testable``: fewer than two levels have ``min_group`` runs.
@@ -143,7 +145,7 @@ def cell_verdict(taus: list[dict], flag_kinds: set[str], tested: bool, want: int
         return "weakens", wrong, opposite
     if not tested and len(testable) < 2:
         return "not_testable", wrong, opposite
-    return ("weakens" if wrong else "holds"), wrong, opposite
+    return ("undecided" if wrong else "holds"), wrong, opposite
 
 
 def verdict_matrix(
@@ -201,9 +203,10 @@ def verdict_matrix(
                                 f"(no flag family needed: the CIs alone show opposite signs); within levels: {within}.")
             elif verdict == "weakens" and kinds:
                 evidence = raised[0]["sentence"]
-            elif verdict == "weakens":
+            elif verdict == "undecided":
                 evidence = (f"No break flagged along {iv.label}, but τ does not have {expected_word} within "
-                            + "; ".join(wrong) + f", so the relation is not seen there; within levels: {within}.")
+                            + "; ".join(wrong) + ", so the relation is not seen there and no break is shown either "
+                            f"(undecided); within levels: {within}.")
             elif verdict == "holds" and not (want or pooled_sides.get(measure, 0)):
                 evidence = (f"No break flagged along {iv.label}; no expected sign is known and the pooled τ's {pct} CI "
                             f"contains 0, so there is no sign to hold; within levels: {within}.")
@@ -363,6 +366,11 @@ def verdict_sentences(
             names = ", ".join(short(m) for m in unexpl["measure"].to_list()[:5])
             more = f" and {unexpl.height - 5} more" if unexpl.height > 5 else ""
             out.append(f"{unexpl.height} reversal(s) are unexplained by any intervention: {names}{more}.")
+    undecided = matrix.filter(pl.col("verdict") == "undecided") if matrix.height else matrix
+    if undecided.height:
+        out.append(f"{undecided.height} of {tested.height} relationship(s) are undecided: no break was detected, but τ "
+                   "lacks the expected sign inside some level, so the design can neither confirm the relation there "
+                   "nor show that it breaks (more seeds or configurations per level would decide).")
     untestable = matrix.filter(pl.col("verdict") == "not_testable") if matrix.height else matrix
     if untestable.height:
         ivs = ", ".join(dict.fromkeys(untestable["intervention"].to_list()))
