@@ -20,13 +20,12 @@ search is reported as not bracketed.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 from torch.func import functional_call, grad_and_value, vmap
 
+from collect.hessian.bisection import largest_admissible
 from collect.hessian.operator import ChunkedLoss
 
 
@@ -37,44 +36,6 @@ class RadiusSearch:
     base_error: float
     n_evals: int  # batched evaluations (each: one pass of ``restarts`` perturbed models over the data)
     bracketed: bool  # False when no admissible / inadmissible α was found within the doubling range
-
-
-def largest_admissible(
-    deviation: Callable[[float], float],
-    *,
-    target: float,
-    start: float,
-    n_iter: int,
-    rel_tol: float,
-    max_doublings: int = 60,
-) -> tuple[float, float, bool]:
-    """Largest s with deviation(s) ≤ target, by doubling/halving from ``start`` then bisection on log s; (s, its
-    deviation, bracketed). Assumes the deviation grows with s (true of the exact maximum over nested boxes)."""
-    lo, hi, dev_lo, s = 0.0, math.inf, 0.0, start
-    for _ in range(max_doublings):
-        d = deviation(s)
-        if d <= target:
-            lo, dev_lo = s, d
-            if hi < math.inf:
-                break
-            s *= 2
-        else:
-            hi = s
-            if lo > 0:
-                break
-            s /= 2
-    bracketed = lo > 0 and hi < math.inf
-    if bracketed:
-        for _ in range(n_iter):
-            if hi <= lo * (1 + rel_tol):
-                break
-            mid = math.sqrt(lo * hi)
-            d = deviation(mid)
-            if d <= target:
-                lo, dev_lo = mid, d
-            else:
-                hi = mid
-    return lo, dev_lo, bracketed
 
 
 def errors_and_grads(loss: ChunkedLoss, thetas: torch.Tensor, with_grad: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:

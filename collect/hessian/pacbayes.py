@@ -17,12 +17,12 @@ evaluated together in a vmapped forward pass (``torch.func.functional_call`` + `
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Callable
 
 import torch
 
+from collect.hessian.bisection import largest_admissible
 from collect.hessian.operator import ChunkedLoss
 
 
@@ -44,17 +44,24 @@ def zero_one_error(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return (logits.argmax(dim=-1) != labels).to(logits.dtype).mean()
 
 
+# Defaults of the σ search, written once (the PAC-Bayes measures and Jiang et al.'s sharpness search read them here).
+TARGET_DEVIATION = 0.1  # admissible rise of the training 0-1 error (Jiang et al. 2020)
+N_DRAWS = 10  # noise draws averaged per σ (common random numbers across σ)
+N_ITER = 20  # bisection steps on log σ at most
+REL_TOL = 0.01  # bisection stops once hi/lo <= 1 + REL_TOL
+
+
 def largest_admissible_sigma(
     error: ChunkedLoss,
     *,
     noise_std: Callable[[float, torch.Tensor], torch.Tensor],
-    target: float = 0.1,
-    n_draws: int = 10,
-    n_iter: int = 20,
+    target: float = TARGET_DEVIATION,
+    n_draws: int = N_DRAWS,
+    n_iter: int = N_ITER,
     seed: int = 0,
     sigma_start: float = 1e-2,
     max_doublings: int = 60,
-    rel_tol: float = 0.01,
+    rel_tol: float = REL_TOL,
     draw_batch: int | None = 16,
 ) -> SigmaSearch:
     """Largest σ with mean_m err(w + noise_std(σ, w) ⊙ z_m) − err(w) ≤ ``target`` (``error`` is a 0-1 ChunkedLoss).
@@ -87,32 +94,8 @@ def largest_admissible_sigma(
         count[0] += n_draws
         return total / n_draws - base
 
-    lo, hi = 0.0, math.inf
-    dev_lo = 0.0
-    s = sigma_start
-    for _ in range(max_doublings):
-        d = deviation(s)
-        if d <= target:
-            lo, dev_lo = s, d
-            if hi < math.inf:
-                break
-            s *= 2
-        else:
-            hi = s
-            if lo > 0:
-                break
-            s /= 2
-    bracketed = lo > 0 and hi < math.inf
-    if bracketed:
-        for _ in range(n_iter):
-            if hi <= lo * (1 + rel_tol):
-                break
-            mid = math.sqrt(lo * hi)
-            d = deviation(mid)
-            if d <= target:
-                lo, dev_lo = mid, d
-            else:
-                hi = mid
+    lo, dev_lo, bracketed = largest_admissible(deviation, target=target, start=sigma_start, n_iter=n_iter,
+                                               rel_tol=rel_tol, max_doublings=max_doublings)
     return SigmaSearch(lo, dev_lo, base, count[0], bracketed)
 
 

@@ -19,6 +19,7 @@ from sklearn.neighbors import LocalOutlierFactor
 from torch import nn
 
 from collect.config import SpecError
+from collect.hessian import pacbayes as sigma_search
 from collect.hessian.lanczos import lanczos_top_eigenvalues
 from collect.hessian.operator import ChunkedLoss, squared_weight_norm
 from collect.hessian.pacbayes import isotropic_std, largest_admissible_sigma, magnitude_aware_std, zero_one_error
@@ -547,10 +548,10 @@ def _pacbayes(ctx: MeasureContext, name: str, key: str, noise, *, target_deviati
 def pacbayes_flatness(
     ctx: MeasureContext,
     *,
-    target_deviation: float = 0.1,
-    n_draws: int = 10,
-    n_iter: int = 20,
-    rel_tol: float = 0.01,
+    target_deviation: float = sigma_search.TARGET_DEVIATION,
+    n_draws: int = sigma_search.N_DRAWS,
+    n_iter: int = sigma_search.N_ITER,
+    rel_tol: float = sigma_search.REL_TOL,
     n_samples: int | None = None,
     chunk_size: int = 2048,
 ) -> MeasureResult:
@@ -572,10 +573,10 @@ def pacbayes_flatness(
 def pacbayes_mag_flatness(
     ctx: MeasureContext,
     *,
-    target_deviation: float = 0.1,
-    n_draws: int = 10,
-    n_iter: int = 20,
-    rel_tol: float = 0.01,
+    target_deviation: float = sigma_search.TARGET_DEVIATION,
+    n_draws: int = sigma_search.N_DRAWS,
+    n_iter: int = sigma_search.N_ITER,
+    rel_tol: float = sigma_search.REL_TOL,
     mag_eps: float = 1e-3,
     n_samples: int | None = None,
     chunk_size: int = 2048,

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from collect.config import SpecError
+from collect.hessian import pacbayes as sigma_search
 from collect.hessian.jiang_sharpness import sharpness_radius
 from collect.hessian.operator import ChunkedLoss
 from collect.hessian.pacbayes import isotropic_std, largest_admissible_sigma, magnitude_aware_std, zero_one_error
@@ -184,10 +185,10 @@ def _search_options(name: str, target_deviation: float, n_iter: int, rel_tol: fl
 def pacbayes_bounds(
     ctx: MeasureContext,
     *,
-    target_deviation: float = 0.1,
-    n_draws: int = 10,
-    n_iter: int = 20,
-    rel_tol: float = 0.01,
+    target_deviation: float = sigma_search.TARGET_DEVIATION,
+    n_draws: int = sigma_search.N_DRAWS,
+    n_iter: int = sigma_search.N_ITER,
+    rel_tol: float = sigma_search.REL_TOL,
     n_samples: int | None = None,
     chunk_size: int = 2048,
 ) -> MeasureResult:
@@ -263,11 +264,11 @@ def _sharpness_entry(prefix: str):
 def jiang_sharpness(
     ctx: MeasureContext,
     *,
-    target_deviation: float = 0.1,
+    target_deviation: float = sigma_search.TARGET_DEVIATION,
     restarts: int = 4,
     n_steps: int = 8,
-    n_iter: int = 20,
-    rel_tol: float = 0.01,
+    n_iter: int = sigma_search.N_ITER,
+    rel_tol: float = sigma_search.REL_TOL,
     n_samples: int | None = None,
     chunk_size: int = 2048,
 ) -> MeasureResult:
@@ -283,11 +284,11 @@ def jiang_sharpness(
 def jiang_sharpness_mag(
     ctx: MeasureContext,
     *,
-    target_deviation: float = 0.1,
+    target_deviation: float = sigma_search.TARGET_DEVIATION,
     restarts: int = 4,
     n_steps: int = 8,
-    n_iter: int = 20,
-    rel_tol: float = 0.01,
+    n_iter: int = sigma_search.N_ITER,
+    rel_tol: float = sigma_search.REL_TOL,
     mag_eps: float = MAG_EPS,
     n_samples: int | None = None,
     chunk_size: int = 2048,
