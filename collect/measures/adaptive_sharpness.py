@@ -22,11 +22,10 @@ from __future__ import annotations
 
 import torch
 
-from collect.config import SpecError
 from collect.hessian import sharpness as box
 from collect.hessian.adaptive_sharpness import NORMS, average_case_rise, worst_case_ball_max
 from collect.hessian.operator import ChunkedLoss
-from collect.measures.context import MeasureContext, MeasureResult
+from collect.measures.context import check_option, MeasureContext, MeasureResult
 from collect.measures.registry import measure
 
 DEFAULT_POINTS = 1024
@@ -46,11 +45,6 @@ WORST_KEYS = [_key(a, f"sharpness_{n}", ln) for a in (True, False) for n in NORM
 AVG_KEYS = [_key(a, "avg_sharpness", ln) for a in (True, False) for ln in (False, True)]
 
 
-def _check(cond: bool, name: str, option: str, value: object, fix: str) -> None:
-    if not cond:
-        raise SpecError(f"measures.{name}.{option} = {value!r}: {fix}")
-
-
 def normalized_logits_loss(loss_fn):
     """ℓ(f̄/‖f̄‖₂, y) with f̄ = f − mean_c f_c: the run's loss on centred logits of unit ℓ2 norm per sample (the
     logit normalisation of Andriushchenko et al.)."""
@@ -63,8 +57,8 @@ def normalized_logits_loss(loss_fn):
 
 
 def _chunked(ctx: MeasureContext, name: str, n_samples: int | None, chunk_size: int, logit_normalize: bool) -> ChunkedLoss:
-    _check(n_samples is None or n_samples >= 1, name, "n_samples", n_samples, "give a positive number of points")
-    _check(chunk_size >= 1, name, "chunk_size", chunk_size, "must be >= 1")
+    check_option(n_samples is None or n_samples >= 1, name, "n_samples", n_samples, "give a positive number of points")
+    check_option(chunk_size >= 1, name, "chunk_size", chunk_size, "must be >= 1")
     x, y = ctx.train_subset(DEFAULT_POINTS if n_samples is None else n_samples, salt=11)
     loss_fn = normalized_logits_loss(ctx.loss_fn) if logit_normalize else ctx.loss_fn
     return ChunkedLoss(ctx.model, loss_fn, x, y, chunk_size=chunk_size)
@@ -100,16 +94,16 @@ def adaptive_sharpness(
     whether the round rule (not ``max_restarts``) ended the search, whether the last restart still beat the others.
     """
     name = "adaptive_sharpness"
-    _check(norm in NORMS, name, "norm", norm, f"use one of {', '.join(NORMS)}")
+    check_option(norm in NORMS, name, "norm", norm, f"use one of {', '.join(NORMS)}")
     rho = DEFAULT_RHO[norm] if rho is None else rho
-    _check(rho > 0, name, "rho", rho, "must be > 0 (the radius of the perturbation ball)")
-    _check(restarts >= 1, name, "restarts", restarts, "must be >= 1")
-    _check(max_restarts >= restarts, name, "max_restarts", max_restarts, f"must be >= restarts = {restarts}")
-    _check(max_iter >= 1, name, "max_iter", max_iter, "must be >= 1")
-    _check(tol >= 0, name, "tol", tol, "must be >= 0")
-    _check(refound >= 1, name, "refound", refound, "must be >= 1")
-    _check(round_tol >= 0, name, "round_tol", round_tol, "must be >= 0")
-    _check(m is None or m >= 1, name, "m", m, "a positive batch size (or omitted: one batch of all points)")
+    check_option(rho > 0, name, "rho", rho, "must be > 0 (the radius of the perturbation ball)")
+    check_option(restarts >= 1, name, "restarts", restarts, "must be >= 1")
+    check_option(max_restarts >= restarts, name, "max_restarts", max_restarts, f"must be >= restarts = {restarts}")
+    check_option(max_iter >= 1, name, "max_iter", max_iter, "must be >= 1")
+    check_option(tol >= 0, name, "tol", tol, "must be >= 0")
+    check_option(refound >= 1, name, "refound", refound, "must be >= 1")
+    check_option(round_tol >= 0, name, "round_tol", round_tol, "must be >= 0")
+    check_option(m is None or m >= 1, name, "m", m, "a positive batch size (or omitted: one batch of all points)")
     full = _chunked(ctx, name, n_samples, chunk_size, logit_normalize)
     w = full.theta0
     scale = w.abs() if adaptive else torch.ones_like(w)
@@ -154,8 +148,8 @@ def average_sharpness(
     """Average-case (adaptive) sharpness E_z L(w + ρ c ⊙ z) − L(w), z ~ N(0, I), c = |w| or 1: a mean over
     ``n_draws`` seeded Gaussian draws, with its standard error as the diagnostic ``<key>_se``."""
     name = "average_sharpness"
-    _check(rho > 0, name, "rho", rho, "must be > 0 (the noise scale)")
-    _check(n_draws >= 2, name, "n_draws", n_draws, "must be >= 2 so a standard error exists")
+    check_option(rho > 0, name, "rho", rho, "must be > 0 (the noise scale)")
+    check_option(n_draws >= 2, name, "n_draws", n_draws, "must be >= 2 so a standard error exists")
     loss = _chunked(ctx, name, n_samples, chunk_size, logit_normalize)
     w = loss.theta0
     scale = w.abs() if adaptive else torch.ones_like(w)

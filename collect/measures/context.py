@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from collect.config import RunConfig
+from collect.config import RunConfig, SpecError
 
 
 class MeasureSkipped(Exception):
@@ -81,3 +81,9 @@ def batched_logits(model: nn.Module, x: torch.Tensor, batch_size: int = 2048) ->
     """Model outputs on ``x`` in chunks, without building a graph."""
     with torch.no_grad():
         return torch.cat([model(x[i : i + batch_size]) for i in range(0, x.shape[0], batch_size)])
+
+
+def check_option(cond: bool, measure_name: str, option: str, value: object, fix: str) -> None:
+    """Raise ``SpecError`` naming ``measures.<measure>.<option>``, its value and the fix, unless ``cond`` holds."""
+    if not cond:
+        raise SpecError(f"measures.{measure_name}.{option} = {value!r}: {fix}")

@@ -44,7 +44,7 @@ from collect.hessian.trace import (
     hutchinson_trace,
     hutchpp_trace,
 )
-from collect.measures.context import MeasureContext, MeasureResult, MeasureSkipped
+from collect.measures.context import check_option, MeasureContext, MeasureResult, MeasureSkipped
 from collect.measures.registry import measure
 from collect.models import layers_in_order
 
@@ -60,18 +60,13 @@ JIANG = "Jiang et al. 2020, Fantastic Generalization Measures and Where to Find 
 
 
 # ---------------------------------------------------------------------------------------------- helpers
-def _check(cond: bool, measure_name: str, option: str, value: object, fix: str) -> None:
-    if not cond:
-        raise SpecError(f"measures.{measure_name}.{option} = {value!r}: {fix}")
-
-
 def _points(ctx: MeasureContext, n_samples: int | None, name: str, default: int | None = DEFAULT_MAX_POINTS):
-    _check(n_samples is None or n_samples >= 1, name, "n_samples", n_samples, "give a positive number of points")
+    check_option(n_samples is None or n_samples >= 1, name, "n_samples", n_samples, "give a positive number of points")
     return ctx.train_subset(default if n_samples is None else n_samples, salt=SUBSET_SALT)
 
 
 def _loss(ctx: MeasureContext, n_samples: int | None, chunk_size: int, name: str, **kwargs) -> ChunkedLoss:
-    _check(chunk_size >= 1, name, "chunk_size", chunk_size, "give a positive number of points per chunk")
+    check_option(chunk_size >= 1, name, "chunk_size", chunk_size, "give a positive number of points per chunk")
     x, y = _points(ctx, n_samples, name)
     return ChunkedLoss(ctx.model, ctx.loss_fn, x, y, chunk_size=chunk_size, **kwargs)
 
@@ -91,7 +86,7 @@ def _trace_estimate(
     loss: ChunkedLoss, ctx: MeasureContext, salt: int, *, method: str, rel_se: float, min_probes: int | None,
     max_probes: int, hutchpp_rank: int, name: str,
 ) -> Estimate:
-    _check(method in ("hutchinson", "hutchpp"), name, "method", method, "use 'hutchinson' or 'hutchpp'")
+    check_option(method in ("hutchinson", "hutchpp"), name, "method", method, "use 'hutchinson' or 'hutchpp'")
     min_probes = _check_probes(name, rel_se, min_probes, max_probes)
     common = dict(
         generator=ctx.generator(salt), dtype=loss.dtype, device=loss.device,
@@ -99,7 +94,7 @@ def _trace_estimate(
     )
     if method == "hutchinson":
         return hutchinson_trace(loss.hvp_batch, loss.dim, **common)
-    _check(hutchpp_rank >= 1, name, "hutchpp_rank", hutchpp_rank, "must be >= 1")
+    check_option(hutchpp_rank >= 1, name, "hutchpp_rank", hutchpp_rank, "must be >= 1")
     return hutchpp_trace(loss.hvp_batch, loss.dim, rank=hutchpp_rank, **common)
 
 
@@ -167,7 +162,7 @@ def hessian_trace(
     noise proportional to the weights, the global form of relative flatness).
     """
     name = "hessian_trace"
-    _check(method in ("auto", "exact", "hutchinson", "hutchpp"), name, "method", method,
+    check_option(method in ("auto", "exact", "hutchinson", "hutchpp"), name, "method", method,
            "use 'auto', 'exact', 'hutchinson' or 'hutchpp'")
     loss = _loss(ctx, n_samples, chunk_size, name)
     reason = exact_trace_reason(ctx)
@@ -230,8 +225,8 @@ def hessian_frobenius(
 
 # ---------------------------------------------------------------------------------------------- eigenvalues
 def _check_lanczos(name: str, tol: float, max_iter: int, k: int = 1) -> None:
-    _check(tol > 0, name, "tol", tol, "must be > 0 (a relative residual tolerance, e.g. 1e-3)")
-    _check(max_iter >= k, name, "max_iter", max_iter, f"must be >= {k} Hessian-vector products")
+    check_option(tol > 0, name, "tol", tol, "must be > 0 (a relative residual tolerance, e.g. 1e-3)")
+    check_option(max_iter >= k, name, "max_iter", max_iter, f"must be >= {k} Hessian-vector products")
 
 
 @measure(
@@ -283,7 +278,7 @@ def top_eigenvalues(
     chunk_size: int = 2048,
 ) -> MeasureResult:
     """The k largest algebraic eigenvalues of ∇²L (``top_eig_1`` ≥ … ≥ ``top_eig_k``) by Lanczos."""
-    _check(k >= 1, "top_eigenvalues", "k", k, "must be >= 1")
+    check_option(k >= 1, "top_eigenvalues", "k", k, "must be >= 1")
     _check_lanczos("top_eigenvalues", tol, max_iter, k)
     loss = _loss(ctx, n_samples, chunk_size, "top_eigenvalues")
     res = lanczos_top_eigenvalues(
@@ -319,7 +314,7 @@ def lambda_max_between_iterates(
     """max λ_max over ``n_points`` evenly spaced points θ_t = θ + t(θ' − θ), t = 0 … 1 (both ends included),
     between the final iterate θ and one further training step θ' (paper 004's procedure for batch-norm networks).
     """
-    _check(n_points >= 2, "lambda_max_between_iterates", "n_points", n_points, "must be >= 2 (both iterates)")
+    check_option(n_points >= 2, "lambda_max_between_iterates", "n_points", n_points, "must be >= 2 (both iterates)")
     _check_lanczos("lambda_max_between_iterates", tol, max_iter)
     if ctx.next_iterate is None:
         raise MeasureSkipped("no next training iterate is available for this run (ctx.next_iterate is None)")
@@ -381,10 +376,10 @@ def per_sample_trace(
     outlier removal on the standardised scatter (paper 000, section 3.2).
     """
     name = "per_sample_trace"
-    _check(n_points >= 1, name, "n_points", n_points, "give a positive number of training points")
-    _check(method in ("auto", "exact", "hutchinson"), name, "method", method, "use 'auto', 'exact' or 'hutchinson'")
-    _check(lof_neighbors >= 1, name, "lof_neighbors", lof_neighbors, "must be >= 1")
-    _check(chunk_size is None or chunk_size >= 1, name, "chunk_size", chunk_size, "must be >= 1 (or omitted)")
+    check_option(n_points >= 1, name, "n_points", n_points, "give a positive number of training points")
+    check_option(method in ("auto", "exact", "hutchinson"), name, "method", method, "use 'auto', 'exact' or 'hutchinson'")
+    check_option(lof_neighbors >= 1, name, "lof_neighbors", lof_neighbors, "must be >= 1")
+    check_option(chunk_size is None or chunk_size >= 1, name, "chunk_size", chunk_size, "must be >= 1 (or omitted)")
     x, y = ctx.train_subset(n_points, salt=SUBSET_SALT)
     reason = exact_trace_reason(ctx)
     if method == "exact" and reason is not None:
@@ -394,7 +389,7 @@ def per_sample_trace(
         trace, logits = exact_per_sample_trace(ctx.model, x, y, loss=ctx.config.loss, chunk_size=chunk_size)
         se = torch.zeros_like(trace)
     else:
-        _check(n_probes >= 2, name, "n_probes", n_probes, "must be >= 2")
+        check_option(n_probes >= 2, name, "n_probes", n_probes, "must be >= 2")
         trace, se, logits = hutchinson_per_sample_trace(
             ctx.model, ctx.loss_fn, x, y, n_probes=n_probes, generator=ctx.generator(106),
             chunk_size=chunk_size or 64,
@@ -480,21 +475,21 @@ def sharpness(
     products, whether the last restart still improved the best, and whether the round rule stopped the search.
     """
     name = "sharpness"
-    _check(epsilon > 0, name, "epsilon", epsilon, "must be > 0 (paper 002 uses 1e-4 to 1e-3)")
-    _check(method in box.METHODS, name, "method", method, f"use one of {', '.join(box.METHODS)}")
-    _check(max_iter is None or max_iter >= 1, name, "max_iter", max_iter, "must be >= 1 (or omitted)")
-    _check(restarts >= 1, name, "restarts", restarts, "must be >= 1")
-    _check(max_restarts >= restarts, name, "max_restarts", max_restarts, f"must be >= restarts = {restarts}")
-    _check(polish_iter >= 0, name, "polish_iter", polish_iter, "must be >= 0 (0: no polish)")
-    _check(tol >= 0, name, "tol", tol, "must be >= 0")
-    _check(0 < step <= 2, name, "step", step, "must be in (0, 2] (units of the box half-width r)")
-    _check(patience >= 1, name, "patience", patience, "must be >= 1")
-    _check(refound >= 1, name, "refound", refound, "must be >= 1")
-    _check(round_tol >= 0, name, "round_tol", round_tol, "must be >= 0")
-    _check(chunk_size >= 1, name, "chunk_size", chunk_size, "must be >= 1")
+    check_option(epsilon > 0, name, "epsilon", epsilon, "must be > 0 (paper 002 uses 1e-4 to 1e-3)")
+    check_option(method in box.METHODS, name, "method", method, f"use one of {', '.join(box.METHODS)}")
+    check_option(max_iter is None or max_iter >= 1, name, "max_iter", max_iter, "must be >= 1 (or omitted)")
+    check_option(restarts >= 1, name, "restarts", restarts, "must be >= 1")
+    check_option(max_restarts >= restarts, name, "max_restarts", max_restarts, f"must be >= restarts = {restarts}")
+    check_option(polish_iter >= 0, name, "polish_iter", polish_iter, "must be >= 0 (0: no polish)")
+    check_option(tol >= 0, name, "tol", tol, "must be >= 0")
+    check_option(0 < step <= 2, name, "step", step, "must be in (0, 2] (units of the box half-width r)")
+    check_option(patience >= 1, name, "patience", patience, "must be >= 1")
+    check_option(refound >= 1, name, "refound", refound, "must be >= 1")
+    check_option(round_tol >= 0, name, "round_tol", round_tol, "must be >= 0")
+    check_option(chunk_size >= 1, name, "chunk_size", chunk_size, "must be >= 1")
     x, y = _points(ctx, n_samples, name, default=None)
     loss = ChunkedLoss(ctx.model, ctx.loss_fn, x, y, chunk_size=chunk_size)
-    _check(
+    check_option(
         subspace_dim is None or 1 <= subspace_dim <= loss.dim, name, "subspace_dim", subspace_dim,
         f"must be between 1 and the number of parameters ({loss.dim}), or omitted for the full space",
     )
@@ -516,13 +511,19 @@ def sharpness(
 
 
 # ---------------------------------------------------------------------------------------------- PAC-Bayes
+def check_search_options(name: str, target_deviation: float, n_iter: int, rel_tol: float, chunk_size: int) -> None:
+    """The options of the bracket-and-bisect search (collect.hessian.bisection) that PAC-Bayes flatness and Jiang et
+    al.'s bounds and sharpness share."""
+    check_option(0 < target_deviation < 1, name, "target_deviation", target_deviation, "a rise in training error in (0, 1)")
+    check_option(n_iter >= 0, name, "n_iter", n_iter, "must be >= 0")
+    check_option(rel_tol >= 0, name, "rel_tol", rel_tol, "must be >= 0 (0: run all n_iter bisection steps)")
+    check_option(chunk_size >= 1, name, "chunk_size", chunk_size, "must be >= 1")
+
+
 def _pacbayes(ctx: MeasureContext, name: str, key: str, noise, *, target_deviation: float, n_draws: int,
               n_iter: int, rel_tol: float, n_samples: int | None, chunk_size: int, salt: int) -> MeasureResult:
-    _check(0 < target_deviation < 1, name, "target_deviation", target_deviation, "a rise in training error in (0, 1)")
-    _check(n_draws >= 1, name, "n_draws", n_draws, "must be >= 1")
-    _check(n_iter >= 0, name, "n_iter", n_iter, "must be >= 0")
-    _check(rel_tol >= 0, name, "rel_tol", rel_tol, "must be >= 0 (0: run all n_iter bisection steps)")
-    _check(chunk_size >= 1, name, "chunk_size", chunk_size, "must be >= 1")
+    check_search_options(name, target_deviation, n_iter, rel_tol, chunk_size)
+    check_option(n_draws >= 1, name, "n_draws", n_draws, "must be >= 1")
     x, y = _points(ctx, n_samples, name, default=None)
     error = ChunkedLoss(ctx.model, zero_one_error, x, y, chunk_size=chunk_size)
     res = largest_admissible_sigma(
@@ -582,7 +583,7 @@ def pacbayes_mag_flatness(
     chunk_size: int = 2048,
 ) -> MeasureResult:
     """1/α'² for the largest α' with noise u_i ~ N(0, α'² w_i² + ε²) raising training error by ≤ the target."""
-    _check(mag_eps >= 0, "pacbayes_mag_flatness", "mag_eps", mag_eps, "must be >= 0")
+    check_option(mag_eps >= 0, "pacbayes_mag_flatness", "mag_eps", mag_eps, "must be >= 0")
     return _pacbayes(
         ctx, "pacbayes_mag_flatness", "pacbayes_mag_flatness", magnitude_aware_std(mag_eps),
         target_deviation=target_deviation, n_draws=n_draws, n_iter=n_iter, rel_tol=rel_tol, n_samples=n_samples,
@@ -614,7 +615,7 @@ def relative_flatness(
     """
     name = "relative_flatness"
     layers = _layer_names(ctx.model)
-    _check(-len(layers) <= layer < len(layers), name, "layer", layer,
+    check_option(-len(layers) <= layer < len(layers), name, "layer", layer,
            f"the model has {len(layers)} Linear/Conv layers; use an index in {-len(layers)}..{len(layers) - 1}")
     weight = f"{layers[layer]}.weight"
     loss = _loss(ctx, n_samples, chunk_size, name, names=[weight])

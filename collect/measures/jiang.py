@@ -29,12 +29,12 @@ import math
 import numpy as np
 import torch
 
-from collect.config import SpecError
 from collect.hessian import pacbayes as sigma_search
 from collect.hessian.jiang_sharpness import sharpness_radius
 from collect.hessian.operator import ChunkedLoss
 from collect.hessian.pacbayes import isotropic_std, largest_admissible_sigma, magnitude_aware_std, zero_one_error
-from collect.measures.context import MeasureContext, MeasureResult, batched_logits
+from collect.measures.curvature import check_search_options
+from collect.measures.context import batched_logits, check_option, MeasureContext, MeasureResult
 from collect.measures.margins import output_margins
 from collect.measures.norms import path_norm, weight_layers
 from collect.measures.registry import measure
@@ -43,11 +43,6 @@ JIANG = "Jiang et al. 2020, Fantastic Generalization Measures and Where to Find 
 MAG_EPS = 1e-3
 DELTA = 0.1
 MARGIN_PERCENTILE = 10
-
-
-def _check(cond: bool, name: str, option: str, value: object, fix: str) -> None:
-    if not cond:
-        raise SpecError(f"measures.{name}.{option} = {value!r}: {fix}")
 
 
 def _log(v: float) -> float:
@@ -169,13 +164,6 @@ def magnitude_bound(v_sq: float, spread: float, sigma: float, dist: torch.Tensor
     return 0.25 * float(torch.log(num / den).sum()) + math.log(m / sigma) + 10
 
 
-def _search_options(name: str, target_deviation: float, n_iter: int, rel_tol: float, chunk_size: int) -> None:
-    _check(0 < target_deviation < 1, name, "target_deviation", target_deviation, "a rise in training error in (0, 1)")
-    _check(n_iter >= 0, name, "n_iter", n_iter, "must be >= 0")
-    _check(rel_tol >= 0, name, "rel_tol", rel_tol, "must be >= 0")
-    _check(chunk_size >= 1, name, "chunk_size", chunk_size, "must be >= 1")
-
-
 @measure(
     "pacbayes_bounds",
     directions={"pacbayes_orig": 1, "pacbayes_init": 1, "pacbayes_mag_orig": 1, "pacbayes_mag_init": 1},
@@ -197,8 +185,8 @@ def pacbayes_bounds(
     seeds, so the same σ'); formulas in the module docstring. m is the training-set size (S ∪ A) even when the
     search uses a subset (``n_samples``)."""
     name = "pacbayes_bounds"
-    _search_options(name, target_deviation, n_iter, rel_tol, chunk_size)
-    _check(n_draws >= 1, name, "n_draws", n_draws, "must be >= 1")
+    check_search_options(name, target_deviation, n_iter, rel_tol, chunk_size)
+    check_option(n_draws >= 1, name, "n_draws", n_draws, "must be >= 1")
     x, y = ctx.train_subset(n_samples, salt=0)
     error = ChunkedLoss(ctx.model, zero_one_error, x, y, chunk_size=chunk_size)
     common = dict(target=target_deviation, n_draws=n_draws, n_iter=n_iter, rel_tol=rel_tol)
@@ -222,9 +210,9 @@ def pacbayes_bounds(
 def _sharpness_family(ctx: MeasureContext, name: str, prefix: str, magnitude: bool, *, target_deviation: float,
                       restarts: int, n_steps: int, n_iter: int, rel_tol: float, n_samples: int | None,
                       chunk_size: int, mag_eps: float = MAG_EPS) -> MeasureResult:
-    _search_options(name, target_deviation, n_iter, rel_tol, chunk_size)
-    _check(restarts >= 1, name, "restarts", restarts, "must be >= 1")
-    _check(n_steps >= 1, name, "n_steps", n_steps, "must be >= 1")
+    check_search_options(name, target_deviation, n_iter, rel_tol, chunk_size)
+    check_option(restarts >= 1, name, "restarts", restarts, "must be >= 1")
+    check_option(n_steps >= 1, name, "n_steps", n_steps, "must be >= 1")
     x, y = ctx.train_subset(n_samples, salt=0)
     loss = ChunkedLoss(ctx.model, ctx.loss_fn, x, y, chunk_size=chunk_size)
     res = sharpness_radius(
@@ -296,7 +284,7 @@ def jiang_sharpness_mag(
     """sharpness.mag.flatness 1/α'², sharpness.mag.orig and .mag.init, with the magnitude-aware box
     |u_i| ≤ α'|w_i| + ε (``mag_eps`` ε, default 10⁻³; formulas in the module docstring). When the ε-box alone
     raises the error by more than the target, α' = 0: the flatness and the bounds are inf (lower ``mag_eps``)."""
-    _check(mag_eps >= 0, "jiang_sharpness_mag", "mag_eps", mag_eps, "must be >= 0")
+    check_option(mag_eps >= 0, "jiang_sharpness_mag", "mag_eps", mag_eps, "must be >= 0")
     return _sharpness_family(
         ctx, "jiang_sharpness_mag", "jiang_sharpness_mag", True, target_deviation=target_deviation,
         restarts=restarts, n_steps=n_steps, n_iter=n_iter, rel_tol=rel_tol, n_samples=n_samples,
