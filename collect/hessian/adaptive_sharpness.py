@@ -35,7 +35,9 @@ from typing import Callable
 
 import torch
 
-from collect.hessian.sharpness import MAX_RESTARTS, REFOUND, RESTARTS, ROUND_TOL, TOL
+from collect.hessian.sharpness import (
+    MAX_RESTARTS, REFOUND, RESTARTS, ROUND_TOL, TOL, last_restart_improved, round_ends_search,
+)
 
 BatchValueAndGrad = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]  # [R, dim] -> ([R], [R, dim])
 BatchValue = Callable[[torch.Tensor], torch.Tensor]  # [R, dim] -> [R]
@@ -186,11 +188,11 @@ def worst_case_ball_max(
         restart_best.extend(float(v) for v in vals)
         best = max(best, float(vals.max()))
         done += k
-        found = sum(not _gained(best, v, loss0, round_tol) for v in restart_best[1:]) >= refound  # [0]: first-order
-        converged = found or not _gained(best, before, loss0, round_tol)
+        converged = round_ends_search(restart_best, best, before, loss0, n_fixed=1, refound=refound,
+                                      round_tol=round_tol)  # restart 0 starts at the first-order point
         if converged:
             break
-    last_improved = len(restart_best) > 1 and _gained(restart_best[-1], max(restart_best[:-1]), loss0, tol)
+    last_improved = last_restart_improved(restart_best, loss0, tol)
     return BallMax(loss0, max(best, loss0), evals, done, iters, converged, last_improved)
 
 
@@ -223,8 +225,3 @@ def _random_surface_points(k: int, dim: int, rho: float, norm: str, generator, d
         return (2 * signs - 1).to(dtype) * rho
     z = torch.randn(k, dim, generator=generator, device=device, dtype=dtype)
     return rho * z / z.norm(dim=1, keepdim=True)
-
-
-def _gained(new: float, old: float, loss0: float, tol: float) -> bool:
-    """Whether ``new`` beats ``old`` by more than ``tol`` relative to old's rise above L(w) (Keskar's rule)."""
-    return new - old > tol * max(old - loss0, 0.0) and new > old

@@ -193,11 +193,11 @@ def multistart_box_max(
         if float(vals[i_best]) > best:
             best, best_y = float(vals[i_best]), ys[i_best]
         done += k
-        found = sum(not _gained(best, v, loss0, round_tol) for v in restart_best[n_fixed:]) >= refound
-        converged = found or not _gained(best, before, loss0, round_tol)
+        converged = round_ends_search(restart_best, best, before, loss0, n_fixed=n_fixed, refound=refound,
+                                      round_tol=round_tol)
         if converged:
             break
-    last_improved = len(restart_best) > 1 and _gained(restart_best[-1], max(restart_best[:-1]), loss0, tol)
+    last_improved = last_restart_improved(restart_best, loss0, tol)
     if polish_iter > 0:
         val, n, it = _lbfgsb(value_and_grad, w, radius, basis, best_y, polish_iter)
         best, evals, iters = max(best, val), evals + n, iters + it
@@ -269,9 +269,23 @@ def _delta(y: torch.Tensor, basis: torch.Tensor | None) -> torch.Tensor:
     return y if basis is None else y @ basis.T
 
 
-def _gained(new: float, old: float, loss0: float, tol: float) -> bool:
+def gained(new: float, old: float, loss0: float, tol: float) -> bool:
     """Whether ``new`` beats ``old`` by more than ``tol`` relative to old's rise above L(w)."""
     return new - old > tol * max(old - loss0, 0.0) and new > old
+
+
+def round_ends_search(restart_best: list[float], best: float, before: float, loss0: float, *, n_fixed: int,
+                      refound: int, round_tol: float) -> bool:
+    """The round rule of the restart searches (module docstring): stop once ``refound`` restarts after the first
+    ``n_fixed`` (those not started at random) reached ``best`` within ``round_tol`` of its rise above L(w), or once the
+    round raised the best from ``before`` by no more than that."""
+    found = sum(not gained(best, v, loss0, round_tol) for v in restart_best[n_fixed:]) >= refound
+    return found or not gained(best, before, loss0, round_tol)
+
+
+def last_restart_improved(restart_best: list[float], loss0: float, tol: float) -> bool:
+    """Whether the last restart beat every earlier one by more than ``tol`` relative (a saturation diagnostic)."""
+    return len(restart_best) > 1 and gained(restart_best[-1], max(restart_best[:-1]), loss0, tol)
 
 
 def _sign_ascent(
@@ -299,7 +313,7 @@ def _sign_ascent(
         best_y[better] = y[better]
         if t == max_iter:
             break
-        stale = 0 if _gained(float(best.max()), top, loss0, tol) else stale + 1
+        stale = 0 if gained(float(best.max()), top, loss0, tol) else stale + 1
         if stale >= patience:
             break
         g = g if basis is None else g @ basis
