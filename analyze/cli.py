@@ -475,8 +475,8 @@ def _report(args: argparse.Namespace, ledger: pl.DataFrame, stats_ledger: pl.Dat
         per_sample=None if args.no_per_sample else _per_sample_loader(args, ledger),
     )
     frames.update(_detectable_effects(args, ledger, notes))
-    if meta["configurations"].get("sentence"):  # the page's charts show runs, its statistics configurations
-        notes.insert(0, f"seeds: {meta['configurations']['sentence']}")
+    # the page's charts show runs, its statistics configurations (stderr already has this sentence)
+    seeds_note = [f"seeds: {meta['configurations']['sentence']}"] if meta["configurations"].get("sentence") else []
     if args.ledger is None:  # training curves live in MLflow only
         try:
             from analyze.ledger import curves
@@ -494,7 +494,7 @@ def _report(args: argparse.Namespace, ledger: pl.DataFrame, stats_ledger: pl.Dat
 
     targets = [t for t in DEFAULT_TARGETS if t in ledger.columns]
     ranked = args.target if args.target.startswith("gen.") else f"gen.{args.target}"
-    meta = {**meta, "targets": targets + [ranked] * (ranked not in targets), "notes": notes,
+    meta = {**meta, "targets": targets + [ranked] * (ranked not in targets), "notes": seeds_note + notes,
             "open": args.open, "sections": args.sections, "power": args.power}
     name = meta.get("experiment") or (args.ledger.stem if args.ledger else "report")
     out = args.out or Path("reports") / f"{safe_component(str(name))}.html"  # the name is a label, never a path
