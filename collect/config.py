@@ -19,8 +19,9 @@ DATASETS = ("mnist", "mnist1d", "digits", "boolean")
 DATASET_PREFIXES = ("idx:", "cifar10:")
 ARCHS = ("affine", "fcn", "fcn_bn", "lenet5", "vgg")
 ACTIVATIONS = ("relu", "tanh")
-LOSSES = ("cross_entropy", "mse", "mse_mean")  # formulas in collect/losses.py
-LOSS_WORDS = {"cross_entropy": "cross-entropy", "mse": "squared error", "mse_mean": "mean squared error"}
+LOSSES = ("cross_entropy", "binary_cross_entropy", "mse", "mse_mean")  # formulas in collect/losses.py
+LOSS_WORDS = {"cross_entropy": "cross-entropy", "binary_cross_entropy": "binary cross-entropy", "mse": "squared error",
+              "mse_mean": "mean squared error"}
 OPTIMIZERS = ("sgd", "gd", "adam", "adamw", "rmsprop", "adagrad", "sam", "entropy_sgd")
 
 
@@ -211,6 +212,12 @@ class RunConfig:
 
     def validate(self) -> "RunConfig":
         _choice(self.loss, LOSSES, "loss")
+        if self.loss == "binary_cross_entropy" and self.data.binary is None and self.data.dataset != "boolean":
+            raise SpecError(
+                "loss = 'binary_cross_entropy' trains a single output logit and needs a two-class task, but "
+                f"data.binary is not set (data.dataset = {self.data.dataset!r}); set data.binary = 'low_high' "
+                "(classes 0-4 vs 5-9) or a pair of class ids such as [3, 5], or use loss = 'cross_entropy'"
+            )
         if self.seed < 0:
             raise SpecError(f"seed = {self.seed} must be >= 0 (numpy's generators take no negative seed); use seeds = [0, 1, 2]")
         for section in ("data", "model", "optim", "stop", "transform"):

@@ -167,7 +167,7 @@ def _train_one(planned: PlannedRun, device, chance: float) -> CellResult:
     import torch
 
     from collect.data import load_dataset
-    from collect.losses import get_loss
+    from collect.losses import get_loss, output_dim
     from collect.models import build_model
     from collect.optim import build_optimizer
     from collect.runner import apply_transforms, to_tensors
@@ -177,7 +177,7 @@ def _train_one(planned: PlannedRun, device, chance: float) -> CellResult:
     started = time.process_time()
     torch.manual_seed(cfg.seed)
     dataset = load_dataset(cfg.data, cfg.data_seed)
-    model = build_model(cfg.model, dataset.input_shape, dataset.num_classes, cfg.seed).to(device)
+    model = build_model(cfg.model, dataset.input_shape, output_dim(cfg.loss, dataset.num_classes), cfg.seed).to(device)
     loss_fn = get_loss(cfg.loss)
     mid = cfg.transform.at_epoch
     try:

@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from collect.config import RunConfig
 from collect.levels import shares_json, target_summary
-from collect.losses import get_loss
+from collect.losses import get_loss, output_dim
 from collect.measures.context import MeasureContext, MeasureResult, MeasureSkipped
 from collect.measures.registry import get_measure
 from collect.progress import print_line, progress_line
@@ -111,7 +111,8 @@ def compute_measures(ctx: MeasureContext, names_and_options: Sequence[tuple[str,
             tags[f"measure_error.{name}"] = f"{type(exc).__name__}: {exc}"
             continue
         if timing and m.prefix == "measure":
-            metrics[f"time.{name}"] = time.perf_counter() - started
+            # a measure listed twice (two option sets) reports the time of all its entries together
+            metrics[f"time.{name}"] = metrics.get(f"time.{name}", 0.0) + time.perf_counter() - started
         metrics.update({f"{LEDGER_PREFIX[m.kind(k)]}.{k}": float(v) for k, v in result.values.items()})
         if result.per_sample:
             frames[name] = pd.DataFrame({k: np.asarray(v) for k, v in result.per_sample.items()})
@@ -168,7 +169,7 @@ def _train_measure_log(
         data = to_tensors(dataset, device)
         tracking.log_datasets(client, run_id, [(f"{dataset.name}-train", dataset.x_train, dataset.y_train, "training"),
                                                (f"{dataset.name}-test", dataset.x_test, dataset.y_test, "testing")])
-        model = build_model(cfg.model, dataset.input_shape, dataset.num_classes, cfg.seed).to(device)
+        model = build_model(cfg.model, dataset.input_shape, output_dim(cfg.loss, dataset.num_classes), cfg.seed).to(device)
         loss_fn = get_loss(cfg.loss)
 
         def context(m: torch.nn.Module, init_state, step=None, next_iterate=None, curves=None) -> MeasureContext:

@@ -19,6 +19,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from collect.config import RunConfig
+from collect.logits import predict
 from collect.losses import LossFn
 from collect.stop_rule import Diverged, StopRule, full_loss_divergence, minibatch_divergence
 
@@ -99,7 +100,7 @@ class BatchSampler:
 
 
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn: LossFn, batch_size: int = 4096) -> tuple[float, float]:
-    """Mean loss and accuracy of ``model`` (in eval mode) on (x, y)."""
+    """Mean loss and accuracy of ``model`` (in eval mode) on (x, y); predictions by ``collect.logits.predict``."""
     was_training = model.training
     model.eval()
     total_loss, correct = 0.0, 0
@@ -107,7 +108,7 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn: LossFn
         for i in range(0, x.shape[0], batch_size):
             logits = model(x[i : i + batch_size])
             total_loss += float(loss_fn(logits, y[i : i + batch_size])) * logits.shape[0]
-            correct += int((logits.argmax(1) == y[i : i + batch_size]).sum())
+            correct += int((predict(logits) == y[i : i + batch_size]).sum())
     model.train(was_training)
     return total_loss / x.shape[0], correct / x.shape[0]
 

@@ -33,7 +33,8 @@ from torch import Tensor, nn
 
 from collect.config import RunConfig
 from collect.data import load_dataset
-from collect.losses import get_loss
+from collect.losses import get_loss, output_dim
+from collect.logits import predict
 from collect.models import build_model, layers_in_order
 from collect.stack_model import StackedFCN, StackedOptimizer, per_run_loss
 from collect.stop_rule import Diverged, StopRule, full_loss_divergence, minibatch_divergence
@@ -106,7 +107,8 @@ def train_stack(configs: Sequence[RunConfig], device: torch.device, progress: bo
     started = time.perf_counter()
     first = configs[0]
     data, ds = _stack_data(configs, device)
-    models = [build_model(c.model, ds[i].input_shape, ds[i].num_classes, c.seed) for i, c in enumerate(configs)]
+    models = [build_model(c.model, ds[i].input_shape, output_dim(c.loss, ds[i].num_classes), c.seed)
+              for i, c in enumerate(configs)]
     net = StackedFCN.from_models(
         models, first.model.activation, [c.model.dropout for c in configs],
         [torch.Generator(device=device).manual_seed(c.seed) for c in configs], device,
@@ -203,7 +205,7 @@ def _eval_rows(net: StackedFCN, positions: list[int], active: list[int], data: _
             logits = sub.forward(x[..., i : i + EVAL_BATCH, :], train=False)
             yy = y[:, i : i + EVAL_BATCH]
             losses.append(per_run_loss(loss_fn, logits, yy, fused) * logits.shape[1])
-            hits.append((logits.argmax(2) == yy).sum(1))
+            hits.append((predict(logits) == yy).sum(1))
         total, correct = torch.stack(losses).tolist(), torch.stack(hits).tolist()
         for k, p in enumerate(positions):
             rows[p][f"{split}_loss"] = sum(float(chunk[k]) for chunk in total) / n

@@ -27,6 +27,7 @@ from torch.func import functional_call, grad_and_value, vmap
 
 from collect.hessian.bisection import largest_admissible
 from collect.hessian.operator import ChunkedLoss
+from collect.logits import predict
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,7 @@ def errors_and_grads(loss: ChunkedLoss, thetas: torch.Tensor, with_grad: bool = 
 
     def loss_and_error(p, x, y):
         logits = functional_call(loss.model, {**loss.fixed, **p}, (x,))
-        return loss.loss_fn(logits, y), (logits.argmax(-1) != y).to(logits.dtype).mean()
+        return loss.loss_fn(logits, y), (predict(logits) != y).to(logits.dtype).mean()
 
     errors = torch.zeros(thetas.shape[0], dtype=thetas.dtype, device=thetas.device)
     grads = torch.zeros_like(thetas) if with_grad else None

@@ -24,6 +24,7 @@ import torch
 
 from collect.hessian.bisection import largest_admissible
 from collect.hessian.operator import ChunkedLoss
+from collect.logits import predict
 
 
 @dataclass(frozen=True)
@@ -40,8 +41,9 @@ class SigmaSearch:
 
 
 def zero_one_error(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Mean classification error (a 'mean loss', so ChunkedLoss can evaluate it chunk by chunk)."""
-    return (logits.argmax(dim=-1) != labels).to(logits.dtype).mean()
+    """Mean classification error (a 'mean loss', so ChunkedLoss can evaluate it chunk by chunk); predictions by
+    ``collect.logits.predict`` (argmax, or 1[z > 0] for one logit)."""
+    return (predict(logits) != labels).to(logits.dtype).mean()
 
 
 # Defaults of the σ search, written once (the PAC-Bayes measures and Jiang et al.'s sharpness search read them here).

@@ -12,7 +12,9 @@ training mode (batch statistics couple the parameters nonlinearly); those get th
       (the right-hand form is computed: it is a weighted variance, non-negative and free of the cancellation that
       the difference of squares suffers for confident points, where both terms are ≈ ‖∇f_y‖²);
     squared error ℓ = ½ Σ_c (f_c − [y = c])² (``mse``, ``collect.losses.squared_error``), ∇²_f ℓ = I:
-        Tr = Σ_c ‖∇f_c‖²;  its 1/C-scaled form (``mse_mean``), ∇²_f ℓ = (2/C) I:  Tr = (2/C) Σ_c ‖∇f_c‖².
+        Tr = Σ_c ‖∇f_c‖²;  its 1/C-scaled form (``mse_mean``), ∇²_f ℓ = (2/C) I:  Tr = (2/C) Σ_c ‖∇f_c‖²;
+    logistic loss of one logit z, ℓ = log(1 + exp(−(2y − 1)z)) (``binary_cross_entropy``), ∇²_z ℓ = σ(z)(1 − σ(z)):
+        Tr = σ(z)(1 − σ(z)) ‖∇z‖².
 Per-sample Jacobians come from ``torch.func.vmap(jacrev(...))`` in chunks sized to bound memory: with respect to each
 layer's output for plain Sequential models (per-parameter norms then follow in closed form, see
 ``exact_per_sample_trace``), with respect to all parameters otherwise.
@@ -22,6 +24,9 @@ probes), with the per-point standard error.
 
 ACEHT and the margin bound (paper 000, Prop. 3.1): ACEHT(x) = (‖x‖² + 1)(1 − Σ_j S_j²), exactly the per-sample trace
 of the affine model f = Wx + b under cross-entropy; margin bound = (‖x‖² + 1)(1 − γ_S²) with γ_S the softmax margin.
+Single logit z under the logistic loss: ACEHT(x) = (‖x‖² + 1) σ(z)(1 − σ(z)), exactly the per-sample trace of the
+affine model z = wᵀx + b, and γ_S = 2σ((2y − 1)z) − 1, so 1 − γ_S² = 4σ(z)(1 − σ(z)) and the margin bound is 4·ACEHT
+(``collect.logits``; both are (‖x‖² + 1)·Tr ∇²_f ℓ up to the bound's constant).
 """
 
 from __future__ import annotations
@@ -33,9 +38,11 @@ import torch
 from torch import nn
 from torch.func import functional_call, grad, jacrev, vjp, vmap
 
+from collect.logits import output_hessian_trace, output_margins, probability_margins
 from collect.losses import SQUARED_ERROR_CURVATURE
 
-EXACT_LOSSES = ("cross_entropy", *SQUARED_ERROR_CURVATURE)  # losses whose output Hessian ∇²_f ℓ is known here
+# losses whose output Hessian ∇²_f ℓ is known here
+EXACT_LOSSES = ("cross_entropy", "binary_cross_entropy", *SQUARED_ERROR_CURVATURE)
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -119,13 +126,25 @@ def exact_per_sample_trace(
     return _structured_trace(leaves, x, loss, chunk_size, max_elements)
 
 
-def _ggn_trace(jac_rows: torch.Tensor, s: torch.Tensor | None, num_classes: int, loss: str) -> torch.Tensor:
-    """Σ_c s_c ‖J_c − Σ_k s_k J_k‖² (cross-entropy, s given) or κ Σ_c ‖J_c‖² (∇²_f ℓ = κI) from rows [B, C, ...]."""
-    b = jac_rows.shape[0]
-    if s is None:
-        return SQUARED_ERROR_CURVATURE[loss](num_classes) * jac_rows.pow(2).reshape(b, -1).sum(-1)
-    centred = jac_rows - torch.einsum("bc,bc...->b...", s, jac_rows).unsqueeze(1)
-    return (s * centred.pow(2).reshape(b, num_classes, -1).sum(-1)).sum(-1)
+def output_hessian(out: torch.Tensor, loss: str) -> tuple[torch.Tensor, bool]:
+    """∇²_f ℓ of each row of the logits ``out`` [B, C] as (weights w [B, C], centred): cross-entropy
+    diag(s) − ssᵀ is (s, True), read as Σ_c s_c ‖J_c − Σ_k s_k J_k‖²; a diagonal ∇²_f ℓ = diag(w) is (w, False),
+    read as Σ_c w_c ‖J_c‖² — κ for the squared errors, σ(z)(1 − σ(z)) for one logit under the logistic loss."""
+    if loss == "cross_entropy":
+        return torch.softmax(out, dim=-1), True
+    if loss == "binary_cross_entropy":
+        if out.shape[-1] != 1:
+            raise ValueError(f"loss = 'binary_cross_entropy' needs one logit per point, the model has {out.shape[-1]}")
+        return output_hessian_trace(out).unsqueeze(-1), False
+    return torch.full_like(out, SQUARED_ERROR_CURVATURE[loss](out.shape[-1])), False
+
+
+def _ggn_trace(jac_rows: torch.Tensor, weight: torch.Tensor, centred: bool) -> torch.Tensor:
+    """Tr Jᵀ(∇²_f ℓ)J from Jacobian rows [B, C, ...] and ``output_hessian``'s (weight, centred)."""
+    b, c = weight.shape
+    if centred:
+        jac_rows = jac_rows - torch.einsum("bc,bc...->b...", weight, jac_rows).unsqueeze(1)
+    return (weight * jac_rows.pow(2).reshape(b, c, -1).sum(-1)).sum(-1)
 
 
 def _generic_trace(model: nn.Module, x: torch.Tensor, loss: str, chunk_size: int | None, max_elements: int):
@@ -144,8 +163,8 @@ def _generic_trace(model: nn.Module, x: torch.Tensor, loss: str, chunk_size: int
     traces, logits = [], []
     for i in range(0, x.shape[0], chunk_size):
         jac, out = jac_fn(params, x[i : i + chunk_size])
-        s = torch.softmax(out, dim=-1) if loss == "cross_entropy" else None
-        traces.append(sum(_ggn_trace(j, s, num_classes, loss) for j in jac.values()))
+        weight, centred = output_hessian(out, loss)
+        traces.append(sum(_ggn_trace(j, weight, centred) for j in jac.values()))
         logits.append(out)
     return torch.cat(traces).detach(), torch.cat(logits).detach()
 
@@ -202,23 +221,21 @@ def _structured_trace(leaves: list[nn.Module], x: torch.Tensor, loss: str, chunk
                     zeros[i] = torch.zeros_like(h[0])
         out = h
         deltas = jac_fn(zeros, xb)  # {layer: [B, C, *output shape]}: ∂f_c/∂(output of the layer), per point
-        s = torch.softmax(out, dim=-1) if loss == "cross_entropy" else None
+        weight, centred = output_hessian(out, loss)
         total = torch.zeros(xb.shape[0], dtype=out.dtype, device=out.device)
         for i in layers:
-            total = total + _layer_trace(leaves[i], inputs[i], deltas[i], s, num_classes, loss)
+            total = total + _layer_trace(leaves[i], inputs[i], deltas[i], weight, centred)
         traces.append(total)
         logits.append(out)
     return torch.cat(traces).detach(), torch.cat(logits).detach()
 
 
-def _layer_trace(m: nn.Module, a: torch.Tensor, delta: torch.Tensor, s: torch.Tensor | None, num_classes: int, loss: str):
-    """GGN-trace contribution of one layer's parameters from its input a [B, ...] and δ = ∂f/∂output [B, C, ...]."""
-    b = a.shape[0]
-    if s is not None:  # cross-entropy: centre the rows, weight by s (the variance form of the GGN trace)
-        delta = delta - torch.einsum("bc,bc...->b...", s, delta).unsqueeze(1)
-        weight = s
-    else:
-        weight = torch.full((b, num_classes), SQUARED_ERROR_CURVATURE[loss](num_classes), dtype=a.dtype, device=a.device)
+def _layer_trace(m: nn.Module, a: torch.Tensor, delta: torch.Tensor, weight: torch.Tensor, centred: bool):
+    """GGN-trace contribution of one layer's parameters from its input a [B, ...], δ = ∂f/∂output [B, C, ...] and
+    ``output_hessian``'s (weight, centred)."""
+    b, num_classes = weight.shape
+    if centred:  # cross-entropy: centre the rows, weight by s (the variance form of the GGN trace)
+        delta = delta - torch.einsum("bc,bc...->b...", weight, delta).unsqueeze(1)
     total = torch.zeros(b, dtype=a.dtype, device=a.device)
     if isinstance(m, nn.Linear):
         if a.ndim != 2:
@@ -306,20 +323,14 @@ def hutchinson_per_sample_trace(
 
 
 def margins(logits: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Signed output margin f_y − max_{j≠y} f_j and the same on softmax outputs (design page definitions)."""
-
-    def signed(v: torch.Tensor) -> torch.Tensor:
-        true = v.gather(1, y.view(-1, 1)).squeeze(1)
-        other = v.scatter(1, y.view(-1, 1), float("-inf")).max(dim=1).values
-        return true - other
-
-    return signed(logits), signed(torch.softmax(logits, dim=-1))
+    """Signed output margin f_y − max_{j≠y} f_j and the same on softmax outputs (design page definitions); for one
+    logit (2y − 1)·z and 2σ((2y − 1)z) − 1 (``collect.logits``)."""
+    return output_margins(logits, y.view(-1)), probability_margins(logits, y.view(-1))
 
 
 def aceht(x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
-    """ACEHT(x) = (‖x‖² + 1)(1 − Σ_j S_j²), paper 000 Prop. 3.1."""
-    s = torch.softmax(logits, dim=-1)
-    return (x.reshape(x.shape[0], -1).pow(2).sum(1) + 1) * (1 - s.pow(2).sum(1))
+    """ACEHT(x) = (‖x‖² + 1)(1 − Σ_j S_j²), paper 000 Prop. 3.1; (‖x‖² + 1) σ(z)(1 − σ(z)) for one logit."""
+    return (x.reshape(x.shape[0], -1).pow(2).sum(1) + 1) * output_hessian_trace(logits)
 
 
 def margin_bound(x: torch.Tensor, softmax_margin: torch.Tensor) -> torch.Tensor:

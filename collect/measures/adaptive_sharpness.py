@@ -14,6 +14,9 @@ Logit normalisation (``logit_normalize = true``): the loss is evaluated on f̄(x
 centred logits), which removes the scale of the outputs; with it, adaptive sharpness is also unchanged when the last layer is multiplied by a constant (paper
 000, Prop. 5.1), which changes the logits and so the plain loss.
 
+With one logit (``loss = "binary_cross_entropy"``) the centred logit is 0, so logit normalisation is not defined
+and the measure is skipped when it is asked for; without it, the measures apply to the logistic loss unchanged.
+
 Output keys: ``{adaptive_|plain_}sharpness_{linf|l2}`` (worst case) and ``{adaptive_|plain_}avg_sharpness``
 (average case), each with the suffix ``_ln`` under logit normalisation.
 """
@@ -25,7 +28,8 @@ import torch
 from collect.hessian import sharpness as box
 from collect.hessian.adaptive_sharpness import NORMS, average_case_rise, worst_case_ball_max
 from collect.hessian.operator import ChunkedLoss
-from collect.measures.context import check_option, MeasureContext, MeasureResult
+from collect.losses import SINGLE_LOGIT_LOSSES
+from collect.measures.context import check_option, MeasureContext, MeasureResult, MeasureSkipped
 from collect.measures.registry import measure
 
 DEFAULT_POINTS = 1024
@@ -59,6 +63,12 @@ def normalized_logits_loss(loss_fn):
 def _chunked(ctx: MeasureContext, name: str, n_samples: int | None, chunk_size: int, logit_normalize: bool) -> ChunkedLoss:
     check_option(n_samples is None or n_samples >= 1, name, "n_samples", n_samples, "give a positive number of points")
     check_option(chunk_size >= 1, name, "chunk_size", chunk_size, "must be >= 1")
+    if logit_normalize and ctx.config.loss in SINGLE_LOGIT_LOSSES:
+        raise MeasureSkipped(
+            f"{name} with logit_normalize = true needs C >= 2 logits: this run's model has one logit (loss = "
+            f"{ctx.config.loss!r}), whose centred logit z - mean(z) is 0 for every input, so the normalised loss is a "
+            "constant; use logit_normalize = false"
+        )
     x, y = ctx.train_subset(DEFAULT_POINTS if n_samples is None else n_samples, salt=11)
     loss_fn = normalized_logits_loss(ctx.loss_fn) if logit_normalize else ctx.loss_fn
     return ChunkedLoss(ctx.model, loss_fn, x, y, chunk_size=chunk_size)

@@ -44,6 +44,7 @@ from collect.hessian.trace import (
     hutchinson_trace,
     hutchpp_trace,
 )
+from collect.logits import predict
 from collect.measures.context import check_option, MeasureContext, MeasureResult, MeasureSkipped
 from collect.measures.registry import measure
 from collect.models import layers_in_order
@@ -153,7 +154,8 @@ def hessian_trace(
     Tr ∇²L = (1/N) Σ_i Tr Jᵢᵀ(∇²_f ℓ)Jᵢ with the Gauss–Newton identity of ``collect.hessian.per_sample`` (paper
     000, section 3.2): exact (standard error 0, no Hessian-vector products) for networks that are piecewise linear
     in each parameter (Linear/Conv with ReLU, pooling, eval-mode batch norm and dropout) under cross-entropy,
-    ``mse`` or ``mse_mean``, and about 10x cheaper than the 64-probe pilot of Hutchinson on the quick sweep's FCN;
+    ``binary_cross_entropy`` (one logit), ``mse`` or ``mse_mean``, and about 10x cheaper than the 64-probe pilot of
+    Hutchinson on the quick sweep's FCN;
     "hutchinson" and "hutchpp" are the stochastic estimators (``rel_se``, ``min_probes``,
     ``max_probes``, ``hutchpp_rank`` apply to them only). Which one ran is the ``method`` tag.
 
@@ -406,7 +408,7 @@ def per_sample_trace(
         "softmax_margin": soft_m.cpu().numpy(),
         "x_sq_norm": xd.reshape(xd.shape[0], -1).pow(2).sum(1).cpu().numpy(),
         "label": y.cpu().numpy(),
-        "correct": (logits.argmax(1) == y).cpu().numpy(),
+        "correct": (predict(logits) == y).cpu().numpy(),
     }
     c = cols["correct"]
     tr = cols["trace"][c]

@@ -2,12 +2,14 @@
 
 The training set is S ∪ A (attack points with their wrong labels, paper 002), so ``train_acc`` is what the model
 fitted; ``clean_train_acc`` is on S alone and ``attack_fit`` the fraction of A predicted with its wrong label.
+Predictions are ``collect.logits.predict``: argmax of the logits, or 1[z > 0] for a single-logit (sigmoid) head.
 """
 
 from __future__ import annotations
 
 import torch
 
+from collect.logits import predict
 from collect.measures.context import MeasureContext, MeasureResult, batched_logits
 from collect.measures.registry import measure
 
@@ -15,7 +17,7 @@ from collect.measures.registry import measure
 def _loss_acc(ctx: MeasureContext, logits: torch.Tensor, labels: torch.Tensor) -> tuple[float, float]:
     if labels.numel() == 0:
         return float("nan"), float("nan")
-    return float(ctx.loss_fn(logits, labels)), float((logits.argmax(1) == labels).double().mean())
+    return float(ctx.loss_fn(logits, labels)), float((predict(logits) == labels).double().mean())
 
 
 @measure("generalization", prefix="gen", description="train/test accuracy and loss, gaps (always computed)")

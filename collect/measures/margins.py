@@ -2,6 +2,10 @@
 
 Output margin of a sample: γ = f_y − max_{j≠y} f_j, signed (negative when misclassified); the softmax margin is the
 same on S(f). Their distributions are summarised by mean, std, skewness, kurtosis, min and quantiles.
+
+Single-logit (sigmoid) head, one logit z and labels y ∈ {0, 1} (``loss = "binary_cross_entropy"``): the output margin
+is γ = (2y − 1)·z and the softmax margin is the same on S(z) = (1 − σ(z), σ(z)), i.e. 2σ((2y − 1)z) − 1 — the values
+of the two logits (0, z), which classify and train exactly as z does (``collect.logits``).
 """
 
 from __future__ import annotations
@@ -10,18 +14,12 @@ import numpy as np
 import scipy.stats
 import torch
 
+from collect.logits import output_margins, predict, probability_margins
 from collect.measures.context import MeasureContext, MeasureResult, batched_logits
 from collect.measures.norms import spectral_norms
 from collect.measures.registry import measure
 
 QUANTILES = (5, 10, 25, 50, 75)
-
-
-def output_margins(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """γ_i = f_{y_i} − max_{j≠y_i} f_j for each row."""
-    true = logits.gather(1, labels[:, None]).squeeze(1)
-    others = logits.scatter(1, labels[:, None], float("-inf"))
-    return true - others.max(1).values
 
 
 def summarize(values: np.ndarray, prefix: str) -> dict[str, float]:
@@ -62,11 +60,11 @@ def margins(ctx: MeasureContext, *, split: str = "train") -> MeasureResult:
     x, y = _split(ctx, split)
     logits = batched_logits(ctx.model, x).double()
     gamma = output_margins(logits, y).cpu().numpy()
-    soft = output_margins(torch.softmax(logits, 1), y).cpu().numpy()
+    soft = probability_margins(logits, y).cpu().numpy()
     per_sample = {
         "index": np.arange(len(y)),
         "label": y.cpu().numpy(),
-        "prediction": logits.argmax(1).cpu().numpy(),
+        "prediction": predict(logits).cpu().numpy(),
         "output_margin": gamma,
         "softmax_margin": soft,
         "correct": gamma > 0,

@@ -7,8 +7,9 @@ minibatch gradient at the end of training.
   ``collect.train`` logs every ``stop.eval_every`` steps (default: once per epoch). A crossing is known to that
   resolution: the value is the first *logged* step at or below the threshold, an upper bound on the exact step by
   less than ``eval_every``. A threshold the run never reached gives NaN, and the diagnostic ``…_reached`` is 0.
-  Rows of the averaged model (SWA) are left out. Defined for ``loss = "cross_entropy"`` runs only (the thresholds
-  are cross-entropy values); others are skipped with the reason.
+  Rows of the averaged model (SWA) are left out. Defined for ``loss = "cross_entropy"`` and
+  ``"binary_cross_entropy"`` runs (the thresholds are cross-entropy values; the logistic loss of one logit z is the
+  cross-entropy of the two logits (0, z), ``collect.losses``); others are skipped with the reason.
 * ``grad_noise_variance`` = (1/K) Σ_k ‖g_k − ḡ‖², g_k = ∇L_{B_k}(w) the mean-loss gradient of minibatch B_k, over a
   seeded partition of the training set into K = ⌊n/B⌋ minibatches of the run's batch size B (full-batch GD: one
   batch, variance 0), ḡ = (1/K) Σ_k g_k; all trainable parameters; the model in eval mode (dropout off, batch
@@ -55,7 +56,7 @@ def optimization_speed(ctx: MeasureContext) -> MeasureResult:
     """Steps to reach training cross-entropy 0.1, and from 0.1 to 0.01, from the run's logged training curves."""
     if ctx.curves is None:
         raise MeasureSkipped("no training curves were handed to the measure (ctx.curves is None)")
-    if ctx.config.loss != "cross_entropy":
+    if ctx.config.loss not in ("cross_entropy", "binary_cross_entropy"):
         raise MeasureSkipped(f"the thresholds 0.1 and 0.01 are cross-entropy values; this run trains with loss = {ctx.config.loss!r}")
     s1 = first_step_at_or_below(ctx.curves, 0.1)
     s2 = first_step_at_or_below(ctx.curves, 0.01)
