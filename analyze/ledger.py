@@ -400,8 +400,8 @@ def _warn_mixed_convergence(done: pl.DataFrame, warnings: list[str]) -> None:
 
     Runs stopped at different distances from the target fit the training set to different degrees, and that alone
     moves train accuracy and so the generalization gap; Jiang et al. 2020 compare runs at one cross-entropy target.
-    (On the 2,187-run ``study`` store, 201 runs reached it: among them the margins predict the gap with the expected
-    sign, among all runs with the opposite one.)"""
+    Where the runs that missed the target relate a measure to the gap with the opposite sign, pooling them reverses
+    the measure (tests/analyze/test_comparison.py builds such a ledger)."""
     column = "train.converged"
     if column not in done.columns or not done.schema[column].is_numeric() or done.height == 0:
         return
