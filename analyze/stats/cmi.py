@@ -53,9 +53,10 @@ def pair_tables(mu: np.ndarray, g: np.ndarray, groups: list[np.ndarray]) -> list
     """For each grouping of the runs, the (G, G, 3, 2) counts of ordered pairs (a in group u, b in group v, a ≠ b)
     by V_μ ∈ (+, 0, −) and V_g ∈ (+, −); pairs tied in g are not counted.
 
-    One sorted pass counts N(+,+) = #{μ_b < μ_a, g_b < g_a}; N(+,−) follows from #{μ_b < μ_a} (a searchsorted per
-    group) minus N(+,+) and the pairs tied in g; pairs tied in μ or in g are few for real measures and are
-    enumerated within their tie groups (a second sorted pass replaces the enumeration when ties are many).
+    One sorted pass counts N(+,+) = #{μ_b < μ_a, g_b < g_a}; N(+,−) follows from #{μ_b < μ_a} (``less_counts``: one
+    cumulative sum per group in μ order) minus N(+,+) and the pairs tied in g; pairs tied in μ or in g are few for
+    real measures and are enumerated within their tie groups (a second sorted pass replaces the enumeration when
+    ties are many).
     """
     rm, rg = dense_rank(mu), dense_rank(g)
     strict = np.lexsort((-rg, rm))  # μ ascending, tied μ by g descending: counts μ_b < μ_a only
@@ -74,6 +75,7 @@ def pair_tables(mu: np.ndarray, g: np.ndarray, groups: list[np.ndarray]) -> list
         pp = _unsort(pp_counter.weighted(w[:, strict]), strict)  # [row, a] = #{b in row: μ_b<μ_a, g_b<g_a}
         pm = _unsort(pm_counter.weighted(w[:, loose]), loose) if pm_counter else None  # #{b: μ_b<μ_a, g_b>g_a}
         le = _unsort(le_counter.weighted(w[:, loose]), loose) if le_counter else None  # #{b: μ_b≤μ_a, g_b<g_a}
+        lt = less_counts(rm, w) if pm is None else None  # #{b: μ_b<μ_a}
         start = 0
         for i, oh in zip(batch, onehots):
             rows = slice(start, start + oh.shape[0])
@@ -83,7 +85,7 @@ def pair_tables(mu: np.ndarray, g: np.ndarray, groups: list[np.ndarray]) -> list
             if pm is not None:
                 n_pm = _sum_by_group(pm[rows], k)
             else:  # #{μ_b < μ_a} − N(+,+) − #{μ_b < μ_a, g_b = g_a}
-                n_pm = _less_counts(mu, k, size) - n_pp - _tie_table(g_ties, mu, k, size, by_sign=1)
+                n_pm = _sum_by_group(lt[rows], k) - n_pp - _tie_table(g_ties, mu, k, size, by_sign=1)
             if le is not None:
                 n_0p = _sum_by_group(le[rows], k) - n_pp
             else:  # #{μ_b = μ_a, g_b < g_a}
@@ -134,12 +136,23 @@ def _tie_table(pairs: tuple[np.ndarray, np.ndarray], other: np.ndarray, k: np.nd
     return np.bincount(k[a[keep]] * size + k[b[keep]], minlength=size * size).reshape(size, size).astype(np.int64)
 
 
-def _less_counts(v: np.ndarray, k: np.ndarray, size: int) -> np.ndarray:
-    """[u, v] = Σ_{a in u} #{b in group v : v_b < v_a}."""
-    out = np.zeros((size, size), dtype=np.int64)
-    for grp in range(size):
-        sv = np.sort(v[k == grp])
-        out[:, grp] = np.bincount(k, weights=np.searchsorted(sv, v, side="left"), minlength=size).astype(np.int64)
+def less_counts(v: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """``out[r, a] = Σ_b weights[r, b]·[v_b < v_a]`` for integer weight rows (R, n), exact in int64.
+
+    One stable sort of v and one cumulative sum of the sorted weights per row: the sum over the values below v_a is
+    the prefix up to the first position of v_a's value in sorted order. O(n log n + R·n).
+    """
+    v = np.asarray(v)
+    weights = np.asarray(weights)
+    order = np.argsort(v, kind="stable")
+    sv = v[order]
+    first = np.searchsorted(sv, sv, side="left")  # #{b : v_b < sv[i]}
+    # int32 is exact while every row's total weight stays below 2^31 (checked), and halves the memory
+    dtype = np.int32 if np.abs(weights).sum(axis=1, dtype=np.int64).max(initial=0) < 2**31 else np.int64
+    cum = np.zeros((weights.shape[0], v.size + 1), dtype=dtype)
+    np.cumsum(weights[:, order], axis=1, dtype=dtype, out=cum[:, 1:])
+    out = np.empty((weights.shape[0], v.size), dtype=np.int64)
+    out[:, order] = cum[:, first]
     return out
 
 

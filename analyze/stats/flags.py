@@ -49,6 +49,7 @@ from analyze.stats.interventions import TAG_COLUMN, Intervention, interventions,
 from analyze.stats.level_tests import PERMUTATION_MAX_N, PERMUTATION_SEED, Side, centred_ranks, difference_pvalues
 from analyze.stats.multiple_testing import benjamini_hochberg
 from analyze.stats.rank_intervals import rank_interval, rank_pvalue
+from analyze.stats.tails import normal_sf, t_sf
 
 MAX_LEVELS = 12
 BASELINE_WORDS = ("none", "off", "baseline", "default", "control", "reference", "sgd", "false", "no")
@@ -177,7 +178,7 @@ class _Ranker:
         u1 = ranks[group].sum() - n1 * (n1 + 1) / 2.0
         u = max(u1, n1 * n2 - u1)
         sd = np.sqrt(n1 * n2 / 12.0 * ((n + 1) - (ties.astype(np.float64) ** 3 - ties).sum() / (n * (n - 1))))
-        p = float(np.clip(2 * stats.norm.sf((u - n1 * n2 / 2.0 - 0.5) / sd), 0.0, 1.0))
+        p = float(np.clip(2 * normal_sf((u - n1 * n2 / 2.0 - 0.5) / sd), 0.0, 1.0))
         return p, float(2 * u1 / (n1 * n2) - 1)
 
     def spearman(self, mask: np.ndarray) -> tuple[float, float]:
@@ -195,7 +196,7 @@ class _Ranker:
         if abs(r) == 1.0:
             return r, 0.0
         t = r * np.sqrt((n - 2) / (1 - r * r))
-        return r, float(2 * stats.t.sf(abs(t), n - 2))
+        return r, float(2 * t_sf(abs(t), n - 2))
 
 
 def _shift(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
@@ -246,11 +247,13 @@ def flag_evidence(
         ref_label = joint_reference(iv, runs, references)
         codes = np.array([uniq.index(v) for v in labels.tolist()], dtype=np.int64)
         target_shift: dict[tuple[bytes, bytes], tuple[float, float]] = {}
+        target_ranks: dict[bytes, np.ndarray] = {}  # the target's centred ranks, per set of complete runs
         for k, measure in enumerate(measure_cols):
             ok = np.isfinite(x_all[:, k]) & np.isfinite(y_all)
             x, y = np.where(ok, x_all[:, k], 0.0), np.where(ok, y_all, 0.0)
             ranker = _Ranker(x, y)
-            sizes = {u: int((ok & (labels == u)).sum()) for u in uniq}
+            counts = np.bincount(codes[ok], minlength=len(uniq))
+            sizes = {u: int(counts[c]) for c, u in enumerate(uniq)}
             testable = [u for u in uniq if sizes[u] >= min_group]
             rest_word = iv.where(testable[0]) if len(testable) == 1 else f"the other levels of {iv.label}"
             for u in uniq:
@@ -263,17 +266,23 @@ def flag_evidence(
                                     "n_reference": sum(sizes[v] for v in other)})
             if len(testable) < 2:
                 continue
-            keep = ok & np.isin(labels, testable)
-            cx, cy = centred_ranks(x[keep], codes[keep]), centred_ranks(y[keep], codes[keep])
-            kept_labels = labels[keep]
+            keep = ok & np.isin(codes, [uniq.index(u) for u in testable])
+            cx = centred_ranks(x[keep], codes[keep])
+            cy = target_ranks.get(keep.tobytes())
+            if cy is None:  # the same for every measure with the same complete runs
+                cy = target_ranks.setdefault(keep.tobytes(), centred_ranks(y[keep], codes[keep]))
+            kept_codes, kept_at = codes[keep], np.flatnonzero(keep)
+            levels: dict[str, tuple[Side, np.ndarray, float, tuple[float, float]]] = {}
+            for u in testable:  # each level's side, runs, p-value and CI, shared by every pair it is in
+                inside = kept_codes == uniq.index(u)
+                side = Side(cx[inside], cy[inside], 1)
+                runs_in = np.zeros(ok.size, dtype=bool)
+                runs_in[kept_at[inside]] = True
+                levels[u] = (side, runs_in, side.pvalue(), side.interval(confidence))
             for g_label, rest_label in level_pairs(testable, ref_label):
-                g_in, r_in = kept_labels == g_label, kept_labels == rest_label
-                g_side, rest_side = Side(cx[g_in], cy[g_in], 1), Side(cx[r_in], cy[r_in], 1)
+                g_side, mask, p_g, ci_g = levels[g_label]
+                rest_side, rest_mask, p_r, ci_r = levels[rest_label]
                 where_rest = iv.where(rest_label)
-                mask = np.zeros(ok.size, dtype=bool)
-                mask[np.flatnonzero(keep)[g_in]] = True
-                rest_mask = np.zeros(ok.size, dtype=bool)
-                rest_mask[np.flatnonzero(keep)[r_in]] = True
                 r_g, r_r = g_side.r(), rest_side.r()
                 p_diff, p_strength = difference_pvalues(g_side, rest_side, rng)
                 p_mshift, e_mshift = ranker.shift("x", mask, rest_mask)
@@ -285,8 +294,8 @@ def flag_evidence(
                     "kind": "comparison", "measure": measure, "target": target, "axis": axis, "group": g_label,
                     "n_group": g_side.n, "group_where": iv.where(g_label), "reference": rest_label,
                     "n_reference": rest_side.n, "reference_where": where_rest,
-                    "r_group": r_g, "p_group": g_side.pvalue(), "ci_group": g_side.interval(confidence),
-                    "r_reference": r_r, "p_reference": rest_side.pvalue(), "ci_reference": rest_side.interval(confidence),
+                    "r_group": r_g, "p_group": p_g, "ci_group": ci_g,
+                    "r_reference": r_r, "p_reference": p_r, "ci_reference": ci_r,
                     "p_diff": p_diff, "p_strength": p_strength,
                     "p_measure_shift": p_mshift, "measure_shift": e_mshift, "p_target_shift": p_tshift,
                     "target_shift": e_tshift,

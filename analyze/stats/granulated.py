@@ -22,6 +22,7 @@ positive signs among the non-zero ones, mapped by ψ = (2p − 1)·n_nonzero/n_c
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Sequence
 
 import numpy as np
@@ -34,6 +35,7 @@ from analyze.stats._data import StatsError, all_hp_columns, finished_runs, group
 from analyze.stats._pairs import pair_counts, tau_b_from_counts
 from analyze.defaults import CONFIDENCE
 from analyze.stats.interventions import interventions
+from analyze.stats.tails import t_quantile
 
 ALL = "ALL"
 MIN_CONFIGS = 2
@@ -119,18 +121,20 @@ def granulated_kendall(
         raise StatsError("granulated Kendall: no hp.* column takes two or more values among the finished runs")
     config_cols = list(dict.fromkeys(all_hp_columns(runs) + [a for i in found for a in i.axes]))
     rows: list[dict] = []
+    cell_codes: dict[bytes, list[np.ndarray]] = {}  # per set of complete runs: the cells of every intervention
     for measure in measure_cols:
-        points = runs.select(config_cols + [measure, target]).filter(
-            pl.col(measure).cast(pl.Float64).is_finite() & pl.col(target).cast(pl.Float64).is_finite()
-        )
+        complete = pl.col(measure).cast(pl.Float64).is_finite() & pl.col(target).cast(pl.Float64).is_finite()
+        points = runs.select(config_cols + [measure, target]).filter(complete)
         if average_seeds:
             points = points.group_by(config_cols, maintain_order=True).agg(pl.col(measure).mean(), pl.col(target).mean())
         x = points[measure].cast(pl.Float64).to_numpy()
         y = points[target].cast(pl.Float64).to_numpy()
+        key = runs.select(complete.fill_null(False))[:, 0].to_numpy().tobytes()
+        if key not in cell_codes:  # the points' configurations, in order, depend only on which runs are complete
+            cell_codes[key] = [group_codes(points, [c for c in config_cols if c not in iv.axes]) for iv in found]
         psis = []
         all_taus: list[np.ndarray] = []
-        for iv in found:
-            codes = group_codes(points, [c for c in config_cols if c not in iv.axes])
+        for iv, codes in zip(found, cell_codes[key]):
             tau, sizes = grouped_tau_b(codes, x, y)
             varying = sizes >= 2
             big = sizes >= min_configs
@@ -174,7 +178,7 @@ def psi_uncertainty(cell_taus: np.ndarray, confidence: float, with_ci: bool) -> 
     pos, neg = int((cell_taus > 0).sum()), int((cell_taus < 0).sum())
     out = {"n_positive": pos, "n_negative": neg, "sign_p": None, "psi_ci_low": None, "psi_ci_high": None}
     if pos + neg:
-        out["sign_p"] = float(stats.binomtest(pos, pos + neg, 0.5).pvalue)
+        out["sign_p"] = sign_test_p(pos, pos + neg)
     k = cell_taus.size
     if not with_ci or k < 2:
         return out
@@ -182,10 +186,25 @@ def psi_uncertainty(cell_taus: np.ndarray, confidence: float, with_ci: bool) -> 
         if pos + neg == 0:
             out["psi_ci_low"] = out["psi_ci_high"] = 0.0
             return out
-        ci = stats.binomtest(pos, pos + neg, 0.5).proportion_ci(confidence, method="exact")
+        low, high = sign_share_interval(pos, pos + neg, confidence)
         scale = (pos + neg) / k
-        out["psi_ci_low"], out["psi_ci_high"] = (2 * ci.low - 1) * scale, (2 * ci.high - 1) * scale
+        out["psi_ci_low"], out["psi_ci_high"] = (2 * low - 1) * scale, (2 * high - 1) * scale
     else:
-        half = stats.t.ppf(0.5 + confidence / 2, k - 1) * cell_taus.std(ddof=1) / np.sqrt(k)
+        half = t_quantile(0.5 + confidence / 2, k - 1) * cell_taus.std(ddof=1) / np.sqrt(k)
         out["psi_ci_low"], out["psi_ci_high"] = float(max(-1.0, cell_taus.mean() - half)), float(min(1.0, cell_taus.mean() + half))
     return out
+
+
+@lru_cache(maxsize=4096)
+def sign_test_p(positive: int, total: int) -> float:
+    """Two-sided sign test of ``positive`` successes out of ``total`` at ½ (scipy.stats.binomtest), kept per count:
+    a report asks for the same few counts once per measure × intervention."""
+    return float(stats.binomtest(positive, total, 0.5).pvalue)
+
+
+@lru_cache(maxsize=4096)
+def sign_share_interval(positive: int, total: int, confidence: float) -> tuple[float, float]:
+    """Clopper–Pearson interval of the share of positive signs (scipy.stats.binomtest(...).proportion_ci, exact),
+    kept per (count, confidence)."""
+    ci = stats.binomtest(positive, total, 0.5).proportion_ci(confidence, method="exact")
+    return float(ci.low), float(ci.high)

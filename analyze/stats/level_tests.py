@@ -30,11 +30,13 @@ n − (k − 1) for k levels.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 from scipy import stats
 
 from analyze.stats.rank_intervals import FISHER, max_below_one, rank_interval, rank_pvalue
+from analyze.stats.tails import normal_sf
 
 PERMUTATION_MAX_N = 200  # a side this small or smaller: the permutation test
 PERMUTATIONS = 1999
@@ -45,12 +47,38 @@ _CHUNK = 4_000_000  # permutation draws × runs held in memory at once
 
 
 def centred_ranks(values: np.ndarray, codes: np.ndarray) -> np.ndarray:
-    """(average rank within the level − (n_ℓ + 1)/2) / n_ℓ for every run; ``codes`` are level ids ≥ 0."""
-    out = np.zeros(values.size)
-    for code in np.unique(codes):
-        m = codes == code
-        n = int(m.sum())
-        out[m] = (stats.rankdata(values[m]) - (n + 1) / 2.0) / n
+    """(average rank within the level − (n_ℓ + 1)/2) / n_ℓ for every run; ``codes`` are level ids ≥ 0.
+
+    One sort by (level, value) ranks every level at once: a run of tied values at 0-based positions s … e − 1
+    of its level gets the average rank (s + 1 + e)/2, the value of scipy.stats.rankdata (exact: a half-integer).
+    Values with NaN go through scipy.stats.rankdata level by level, which propagates the NaN.
+    """
+    values, codes = np.asarray(values, dtype=np.float64), np.asarray(codes)
+    if values.size == 0:
+        return np.zeros(0)
+    if not np.isfinite(values).all():
+        out = np.zeros(values.size)
+        for code in np.unique(codes):
+            m = codes == code
+            n = int(m.sum())
+            out[m] = (stats.rankdata(values[m]) - (n + 1) / 2.0) / n
+        return out
+    order = np.lexsort((values, codes))
+    sc, sv = codes[order], values[order]
+    new_level = np.r_[True, sc[1:] != sc[:-1]]
+    new_tie = new_level | np.r_[True, sv[1:] != sv[:-1]]
+    level_start = np.flatnonzero(new_level)
+    level_id = np.cumsum(new_level) - 1
+    level_n = np.diff(np.r_[level_start, sv.size])
+    tie_start = np.flatnonzero(new_tie)
+    tie_id = np.cumsum(new_tie) - 1
+    tie_end = np.r_[tie_start[1:], sv.size]  # a tie run never crosses a level boundary
+    first = tie_start[tie_id] - level_start[level_id]  # s, 0-based position of the tie run inside its level
+    last = tie_end[tie_id] - level_start[level_id]  # e, one past its end
+    ranks = (first + 1 + last) / 2.0
+    n = level_n[level_id].astype(np.float64)
+    out = np.empty(values.size)
+    out[order] = (ranks - (n + 1) / 2.0) / n
     return out
 
 
@@ -76,8 +104,13 @@ class Side:
     def n_effective(self) -> int:
         return self.n - (self.n_levels - 1)
 
-    def r(self) -> float:
+    @cached_property
+    def _r(self) -> float:
         return stratified_r(self.cx, self.cy)
+
+    def r(self) -> float:
+        """``stratified_r`` of the side (computed once: intervals, p-values and differences all read it)."""
+        return self._r
 
     def interval(self, confidence: float) -> tuple[float, float]:
         return rank_interval(self.r(), self.n_effective, confidence, "spearman")
@@ -99,7 +132,7 @@ def difference_pvalues(g: Side, rest: Side, rng: np.random.Generator,
         z_g, z_r = np.arctanh(np.clip(r_g, -cap_g, cap_g)), np.arctanh(np.clip(r_r, -cap_r, cap_r))
         variance = 1.0 + ((r_g + r_r) / 2.0) ** 2 / 2.0  # Bonett & Wright (2000), at the common ρ of the null
         se = np.sqrt(variance / (g.n - offset) + variance / (rest.n_effective - offset))
-        return float(2 * stats.norm.sf(abs(z_g - z_r) / se)), float(2 * stats.norm.sf(abs(abs(z_g) - abs(z_r)) / se))
+        return float(2 * normal_sf(abs(z_g - z_r) / se)), float(2 * normal_sf(abs(abs(z_g) - abs(z_r)) / se))
     return permutation_pvalues(np.concatenate([g.cx, rest.cx]), np.concatenate([g.cy, rest.cy]), g.n, rng, permutations)
 
 

@@ -21,6 +21,7 @@ from typing import Sequence
 import numpy as np
 import polars as pl
 from scipy import stats
+from threadpoolctl import threadpool_limits
 
 from analyze.stats._data import StatsError, as_float, finished_runs, pick_measures, pick_targets, require_columns
 from analyze.stats.bootstrap import METHODS, Replicates, bca_interval, correlation_replicates, resample_counts
@@ -87,9 +88,13 @@ def coefficient_matrices(
     d = data.shape[1]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        pearson = np.corrcoef(data, rowvar=False)
-        ranks = stats.rankdata(data, axis=0)
-        spearman = np.corrcoef(ranks, rowvar=False)
+        # one BLAS thread: the d × d product is microseconds of work, while an idle second OpenBLAS thread
+        # spin-waits for tens of CPU milliseconds after each call (same matrices: each output block is summed
+        # by one thread in either case, checked equal in tests/analyze/stats/test_shared_work.py)
+        with threadpool_limits(1, user_api="blas"):
+            pearson = np.corrcoef(data, rowvar=False)
+            ranks = stats.rankdata(data, axis=0)
+            spearman = np.corrcoef(ranks, rowvar=False)
         kendall = np.eye(d)
         for i, j in itertools.combinations(range(d), 2):
             key = None if names is None or cache is None else (frozenset((names[i], names[j])), data.shape[0], data[:, i].tobytes(), data[:, j].tobytes())

@@ -35,9 +35,9 @@ import math
 from functools import cache, lru_cache, partial
 
 import numpy as np
-from scipy import stats
 
 from analyze.defaults import CONFIDENCE
+from analyze.stats.tails import normal_quantile, normal_sf, t_sf
 
 BELT_MAX_N = 50
 BELT_DRAWS = 2000
@@ -156,7 +156,7 @@ def rank_interval(r: float, n: int, confidence: float = CONFIDENCE, kind: str = 
     variance, offset = FISHER[kind]
     cap = max_below_one(n, kind)
     z = float(np.arctanh(np.clip(r, -cap, cap)))
-    half = stats.norm.ppf(0.5 + confidence / 2) * np.sqrt(variance / (n - offset))
+    half = normal_quantile(0.5 + confidence / 2) * np.sqrt(variance / (n - offset))
     return float(np.tanh(z - half)), float(np.tanh(z + half))
 
 
@@ -204,9 +204,9 @@ def _asymptotic_pvalue(r: float, n: int, kind: str) -> float:
         cap = max_below_one(n, kind)
         rc = float(np.clip(r, -cap, cap))
         t = rc * np.sqrt((n - 2) / (1 - rc * rc))
-        return float(2 * stats.t.sf(abs(t), n - 2))
+        return float(2 * t_sf(abs(t), n - 2))
     z = 3 * r * np.sqrt(n * (n - 1)) / np.sqrt(2 * (2 * n + 5))
-    return float(2 * stats.norm.sf(abs(z)))
+    return float(2 * normal_sf(abs(z)))
 
 
 def excludes_zero(interval: tuple[float | None, float | None]) -> int:

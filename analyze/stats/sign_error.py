@@ -150,25 +150,37 @@ def sign_error_tables(
     pairs = {iv.name: environment_pairs(runs, iv.axes, config_cols) for iv in found}
     config = group_codes(runs, config_cols)
     rows: list[dict] = []
-    env_rows: list[pl.DataFrame] = [pl.DataFrame(schema=ENV_SCHEMA)]
+    env_labels: dict[str, list[str]] = {"measure": [], "target": [], "axis": []}
+    env_values: dict[str, list[np.ndarray]] = {"error": [], "ess": []}
+    # per axis, what depends on the complete runs only (not on the measure's values): kept while consecutive
+    # measures have the same complete runs (one set at a time bounds the memory)
+    kept: dict[str, tuple] = {}
+    kept_for = b""
     for k, measure in enumerate(measure_cols):
         pooled: list[np.ndarray] = []
+        xk = np.ascontiguousarray(x[:, k])
+        ok_runs = np.isfinite(xk) & np.isfinite(gap)
+        per_config = int(np.bincount(config[ok_runs]).max(initial=0)) if ok_runs.any() else 0
+        if ok_runs.tobytes() != kept_for:
+            kept, kept_for = {}, ok_runs.tobytes()
         for axis in axis_cols:
-            i, j, env = pairs[axis]
-            ok = np.isfinite(x[i, k]) & np.isfinite(x[j, k]) & np.isfinite(gap[i]) & np.isfinite(gap[j])
-            i_, j_, env_ = i[ok], j[ok], env[ok]
-            err = (1.0 - np.sign(x[i_, k] - x[j_, k]) * np.sign(gap[i_] - gap[j_])) / 2.0
-            if n_runs_test is not None:
-                w = hoeffding_weight(gap[i_] - gap[j_], np.minimum(n_runs_test[i_], n_runs_test[j_]), min_weight)
-            else:
-                w = np.ones(i_.size)
-            losses, n_envs, ess, max_ess = _environment_losses(env_, err, w, min_ess)
+            if axis not in kept:
+                i, j, env = pairs[axis]
+                ok = ok_runs[i] & ok_runs[j]
+                i_, j_, env_ = i[ok], j[ok], env[ok]
+                if n_runs_test is not None:
+                    w = hoeffding_weight(gap[i_] - gap[j_], np.minimum(n_runs_test[i_], n_runs_test[j_]), min_weight)
+                else:
+                    w = np.ones(i_.size)
+                kept[axis] = (i_, j_, env_, np.sign(gap[i_] - gap[j_]), w, environment_weights(env_, w, min_ess))
+            i_, j_, env_, gap_sign, w, weights = kept[axis]
+            err = (1.0 - np.sign(xk[i_] - xk[j_]) * gap_sign) / 2.0
+            losses, n_envs, ess, max_ess = _environment_losses(env_, err, w, weights)
             pooled.append(losses)
-            env_rows.append(pl.DataFrame({"measure": [measure] * losses.size, "target": [target] * losses.size,
-                                          "axis": [axis] * losses.size, "error": losses, "ess": ess},
-                                         schema=ENV_SCHEMA))
-            ok_runs = np.isfinite(x[:, k]) & np.isfinite(gap)
-            per_config = int(np.bincount(config[ok_runs]).max(initial=0)) if ok_runs.any() else 0
+            for col, label in (("measure", measure), ("target", target), ("axis", axis)):
+                env_labels[col].extend([label] * losses.size)
+            env_values["error"].append(losses)
+            env_values["ess"].append(ess)
             rows.append(_summary(measure, target, axis, losses, n_envs, int(i_.size), weighting, min_ess, max_ess,
                                  int(w.size and (w > 0).any()), per_config))
         last = rows[-len(axis_cols) :]
@@ -178,7 +190,9 @@ def sign_error_tables(
         max_all = max((r["max_ess"] for r in last if r["max_ess"] is not None), default=None)
         rows.append(_summary(measure, target, ALL, allv, n_all, n_pairs, weighting, min_ess, max_all,
                              int(any(r["reason"] != "within_noise" for r in last if r["n_envs"])), last[0]["seeds_per_config"]))
-    return pl.DataFrame(rows, schema=SCHEMA, orient="row"), pl.concat(env_rows)
+    envs = pl.DataFrame({**env_labels, **{c: np.concatenate(v) if v else np.empty(0) for c, v in env_values.items()}},
+                        schema=ENV_SCHEMA)
+    return pl.DataFrame(rows, schema=SCHEMA, orient="row"), envs
 
 
 def _test_sizes(runs: pl.DataFrame, n_test: int | None) -> np.ndarray:
@@ -199,21 +213,32 @@ def _test_sizes(runs: pl.DataFrame, n_test: int | None) -> np.ndarray:
     return np.full(runs.height, float(n_test))
 
 
-def _environment_losses(
-    env: np.ndarray, err: np.ndarray, w: np.ndarray, min_ess: float
-) -> tuple[np.ndarray, int, np.ndarray, float | None]:
-    """Weighted sign-error of each environment that passes the effective-sample-size filter; how many exist; the
-    largest ESS reached (None without environments)."""
+def environment_weights(env: np.ndarray, w: np.ndarray,
+                        min_ess: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
+    """Per environment: total pair weight Σw, effective sample size (Σw)²/Σw², whether it is kept (present, Σw > 0,
+    ESS ≥ ``min_ess``) and whether it has a pair at all; None without environments. They depend on the gap and the
+    pairs only, not on the measure's values, so one computation serves every measure with the same complete runs."""
     if env.size == 0:
-        return np.empty(0), 0, np.empty(0), None
+        return None
     n_env = int(env.max()) + 1
     sw = np.bincount(env, weights=w, minlength=n_env)
     sw2 = np.bincount(env, weights=w * w, minlength=n_env)
-    swe = np.bincount(env, weights=w * err, minlength=n_env)
     present = np.bincount(env, minlength=n_env) > 0
     with np.errstate(invalid="ignore", divide="ignore"):
         ess = np.where(sw2 > 0, sw * sw / np.where(sw2 > 0, sw2, 1.0), 0.0)
     keep = present & (sw > 0) & (ess >= min_ess - 1e-9)
+    return sw, ess, keep, present
+
+
+def _environment_losses(
+    env: np.ndarray, err: np.ndarray, w: np.ndarray, weights: tuple | None
+) -> tuple[np.ndarray, int, np.ndarray, float | None]:
+    """Weighted sign-error of each environment that passes the effective-sample-size filter (``weights`` from
+    ``environment_weights``); how many exist; the largest ESS reached (None without environments)."""
+    if weights is None:
+        return np.empty(0), 0, np.empty(0), None
+    sw, ess, keep, present = weights
+    swe = np.bincount(env, weights=w * err, minlength=sw.size)
     return swe[keep] / sw[keep], int(present.sum()), ess[keep], float(ess[present].max())
 
 
