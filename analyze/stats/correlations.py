@@ -148,6 +148,10 @@ def _add_intervals(
                     l_, h_ = belt_hull((l_, h_), rank_interval(rows[r][COEF[m]], n, confidence, m))
                 if not h_ > l_:  # every resample gave the same value (values on a line): no interval to show
                     l_ = h_ = float("nan")
-                    why = f"{m} interval undefined: every bootstrap resample gives {COEF[m]} = {rows[r][COEF[m]]:.6g}"
+                    coef = rows[r][COEF[m]]
+                    why = (f"{m} interval undefined: every bootstrap resample gives {COEF[m]} = {coef:.6g}"
+                           if coef is not None else
+                           f"{m} interval undefined: {COEF[m]} itself is undefined on these values (scipy gives NaN, "
+                           f"e.g. when their squares overflow float64)")
                     rows[r]["note"] = why if rows[r]["note"] is None else f"{rows[r]['note']}; {why}"
                 rows[r][f"{m}_ci_low"], rows[r][f"{m}_ci_high"] = finite_or_none(l_), finite_or_none(h_)
