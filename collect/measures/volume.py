@@ -15,6 +15,7 @@ import time
 
 import torch
 
+from collect.logits import predict
 from collect.config import ModelConfig, SpecError
 from collect.measures.context import MeasureContext, MeasureResult, MeasureSkipped, batched_logits
 from collect.measures.registry import measure
@@ -90,11 +91,8 @@ def distinct_rows(x: torch.Tensor) -> torch.Tensor:
 
 
 def predicted_signs(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """±1 predictions: argmax of two logits (class 1 ↦ +1), or the sign of a single output."""
-    logits = batched_logits(model, x)
-    if logits.shape[1] == 1:
-        return torch.where(logits[:, 0] > 0, 1.0, -1.0).double()
-    return torch.where(logits.argmax(1) == 1, 1.0, -1.0).double()
+    """±1 predictions: class 1 ↦ +1 under ``collect.logits.predict`` (argmax of two logits, 1[z > 0] for one)."""
+    return torch.where(predict(batched_logits(model, x)) == 1, 1.0, -1.0).double()
 
 
 @measure(
