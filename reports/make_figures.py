@@ -121,16 +121,16 @@ def keskar_batch(led: pl.DataFrame, client: MlflowClient, uri: str) -> str:
 def margin_trace(led: pl.DataFrame, client: MlflowClient, uri: str) -> str:
     rows, lines = [], []
     fig, ax = plt.subplots(figsize=(6.5, 3.6))
-    for r in led.sort("hp.arch").iter_rows(named=True):
-        rows.append([value(r, "arch"), value(r, "train_acc"), value(r, "test_acc"), value(r, "per_sample_n_correct"),
+    for r in led.sort("hp.arch", "seed").iter_rows(named=True):
+        rows.append([value(r, "arch"), r["seed"], value(r, "train_acc"), value(r, "test_acc"), value(r, "per_sample_n_correct"),
                      value(r, "per_sample_r_aceht"), value(r, "per_sample_r_aceht_lof"), value(r, "per_sample_r_margin_bound"),
                      value(r, "per_sample_r_margin_bound_lof")])
         steps, r_ace = curve(client, r["run_id"], "per_sample_r_aceht")
         s_acc, acc = curve(client, r["run_id"], "train_acc")
         acc_at = dict(zip(s_acc.tolist(), acc.tolist()))
         accs = np.array([acc_at.get(s, math.nan) for s in steps.tolist()])
-        ax.plot(steps, r_ace, marker="o", label=f"{value(r, 'arch')}: r(trace, ACEHT)")
-        lines.append(f"{value(r, 'arch')}: r(trace, ACEHT) along training = {', '.join(f'{x:.3f}' for x in r_ace)} at steps "
+        ax.plot(steps, r_ace, marker="o", ms=2, label=f"{value(r, 'arch')}, seed {r['seed']}: r(trace, ACEHT)")
+        lines.append(f"{value(r, 'arch')}, seed {r['seed']}: r(trace, ACEHT) along training = {', '.join(f'{x:.3f}' for x in r_ace)} at steps "
                      f"{', '.join(str(int(s)) for s in steps)}; training accuracy {', '.join(f'{x:.3f}' for x in accs)}.")
         ok = np.isfinite(accs) & np.isfinite(r_ace)
         if ok.sum() > 2:
@@ -144,15 +144,16 @@ def margin_trace(led: pl.DataFrame, client: MlflowClient, uri: str) -> str:
     ax.legend()
     fig.tight_layout()
     fig.savefig(FIGURES / "margin-trace.png", dpi=110)
-    per = load_per_sample(led, "per_sample_trace", tracking_uri=uri)
+    first = led.filter(pl.col("seed") == led["seed"].min())  # the scatter of the first seed of each model
+    per = load_per_sample(first, "per_sample_trace", tracking_uri=uri)
     fig, axes = plt.subplots(1, max(1, len(per)), figsize=(5 * max(1, len(per)), 3.6))
-    for ax, r in zip(np.atleast_1d(axes), [r for r in led.sort("hp.arch").iter_rows(named=True) if r["run_id"] in per]):
+    for ax, r in zip(np.atleast_1d(axes), [r for r in first.sort("hp.arch").iter_rows(named=True) if r["run_id"] in per]):
         ps = per[r["run_id"]]
         ax.scatter(ps["aceht"].to_numpy(), ps["trace"].to_numpy(), s=3, alpha=0.5)
         ax.set(title=value(r, "arch"), xlabel="ACEHT", ylabel="per-sample trace")
     fig.tight_layout()
     fig.savefig(FIGURES / "margin-trace-scatter.png", dpi=110)
-    header = ["model", "train acc", "test acc", "correct points", "r(trace, ACEHT)", "r, LOF", "r(trace, margin bound)", "r, LOF"]
+    header = ["model", "seed", "train acc", "test acc", "correct points", "r(trace, ACEHT)", "r, LOF", "r(trace, margin bound)", "r, LOF"]
     return table(header, rows) + "\n\n" + "\n".join(lines)
 
 
@@ -316,26 +317,39 @@ def initial_lambda_max(config_hash: str, sweep: str = "lambda-max") -> float:
 
 
 def lambda_max(led: pl.DataFrame, client: MlflowClient, uri: str) -> str:
+    """One row per configuration: means over its seeds (± the seed-to-seed standard deviation where there are
+    several), then the GD curves against 2/η."""
     rows = []
-    for r in led.sort("tag.intervention").iter_rows(named=True):
+    for label in sorted(set(led["tag.intervention"].to_list())):
+        runs = led.filter(pl.col("tag.intervention") == label)
+        r = runs.row(0, named=True)
         gd = value(r, "optimizer") == "gd"
         lr = value(r, "lr")
-        rows.append([value(r, "intervention"), lr, "all" if gd else value(r, "batch_size"), value(r, "loss"),
-                     value(r, "test_acc"), value(r, "train_acc"), value(r, "lambda_max"), value(r, "lambda_max_between_iterates"),
-                     2 / lr, f"{value(r, 'lambda_max') * lr / 2:.3f}", value(r, "steps"), value(r, "stop_reason")])
-    out = [table(["configuration", "lr", "batch", "loss", "test acc", "train acc", "λ_max", "λ_max between iterates", "2/η",
-                  "λ_max/(2/η)", "steps", "stop"], rows)]
-    gd_runs = led.filter(pl.col("hp.optimizer") == "gd").sort("hp.lr")
+
+        def mean_sd(key: str, digits: int = 4) -> str:
+            v = col(runs, key).cast(pl.Float64).to_numpy()
+            return fmt(float(np.mean(v)), digits) + (f" ± {np.std(v, ddof=1):.2g}" if v.size > 1 else "")
+
+        lam = col(runs, "lambda_max").cast(pl.Float64).to_numpy()
+        rows.append([label, lr, "all" if gd else value(r, "batch_size"), value(r, "loss"), runs.height,
+                     mean_sd("test_acc"), mean_sd("train_acc"), mean_sd("lambda_max"), mean_sd("lambda_max_between_iterates"),
+                     2 / lr, f"{np.mean(lam) * lr / 2:.3f}", mean_sd("steps"),
+                     ", ".join(sorted(set(str(x) for x in runs["tag.stop_reason"].to_list())))])
+    out = [table(["configuration", "lr", "batch", "loss", "seeds", "test acc", "train acc", "λ_max",
+                  "λ_max between iterates", "2/η", "mean λ_max/(2/η)", "steps", "stop"], rows)]
+    gd_runs = led.filter(pl.col("hp.optimizer") == "gd").sort("hp.lr", "seed")
     fig, ax = plt.subplots(figsize=(6.5, 3.8))
-    for r, colour in zip(gd_runs.iter_rows(named=True), ("tab:blue", "tab:orange", "tab:green", "tab:red")):
+    colours = dict(zip(sorted(set(gd_runs["hp.lr"].cast(pl.Float64).to_list())), ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple")))
+    for r in gd_runs.iter_rows(named=True):
         lr = value(r, "lr")
+        colour = colours[float(lr)]
         steps, lam = curve(client, r["run_id"], "lambda_max")
-        ax.plot(steps, lam, "o-", color=colour, label=f"GD η = {lr:g}")
+        ax.plot(steps, lam, "o-", color=colour, ms=3, label=f"GD η = {lr:g}, seed {r['seed']}")
         ax.axhline(2 / lr, color=colour, ls="--", lw=0.8)
         half = lam[len(lam) // 2:]
         lam0 = initial_lambda_max(r["tag.config_hash"])
         ax.plot([0], [lam0], "x", color=colour)
-        out.append(f"GD η = {lr:g} (2/η = {2 / lr:.3g}): λ_max at initialisation {lam0:.3g} (ratio {lam0 * lr / 2:.3f}); curve.lambda_max = {', '.join(f'{x:.3g}' for x in lam)} at steps "
+        out.append(f"GD η = {lr:g}, seed {r['seed']} (2/η = {2 / lr:.3g}): λ_max at initialisation {lam0:.3g} (ratio {lam0 * lr / 2:.3f}); curve.lambda_max = {', '.join(f'{x:.3g}' for x in lam)} at steps "
                    f"{', '.join(str(int(s)) for s in steps)}; final λ_max/(2/η) = {value(r, 'lambda_max') * lr / 2:.3f}; "
                    f"second half of the curve: mean ratio {np.mean(half) * lr / 2:.3f}, range "
                    f"{np.min(half) * lr / 2:.3f}–{np.max(half) * lr / 2:.3f}")

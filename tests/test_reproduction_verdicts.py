@@ -53,3 +53,31 @@ def test_sign_only_claims(verdicts) -> None:
     assert verdicts.verdict(2.0, 0.5, math.inf, None, +1) == "reproduced"
     assert verdicts.verdict(-2.0, 0.5, math.inf, None, +1) == "not reproduced"
     assert verdicts.verdict(0.1, 0.5, math.inf, None, +1).startswith("undecided (design too weak: detectable effect 1.4")
+
+
+def test_one_group_is_scipys_one_sample_t_test(verdicts) -> None:
+    a = [0.91, 0.87, 0.95, 0.89]
+    diff, se, df = verdicts.one_group(a, 0.8)
+    t = stats.ttest_1samp(a, 0.8)
+    assert df == 3 and diff / se == pytest.approx(t.statistic, rel=1e-12)
+    with pytest.raises(ValueError, match="one run"):
+        verdicts.one_group([0.9], 0.8)
+
+
+def test_equivalence_is_statsmodels_tost(verdicts) -> None:
+    """The two-sided rule is TOST: reproduced exactly when statsmodels' ttost_ind rejects at 5 %."""
+    from statsmodels.stats.weightstats import ttost_ind
+
+    rng = np.random.default_rng(1)
+    for shift in (0.0, 0.004, 0.012, 0.03):
+        a, b = rng.normal(0.9 + shift, 0.004, 5), rng.normal(0.9, 0.004, 5)
+        diff, se, df = verdicts.two_groups(a, b)
+        p_tost = ttost_ind(a, b, -0.01, 0.01, usevar="pooled")[0]
+        assert verdicts.equivalence(diff, se, df, 0.01).startswith("reproduced") == (p_tost < 0.05)
+
+
+def test_equivalence_one_sided_and_refuted(verdicts) -> None:
+    assert verdicts.equivalence(0.001, 0.002, math.inf, 0.01, side=+1).startswith("reproduced (gain below")
+    assert verdicts.equivalence(0.05, 0.005, math.inf, 0.01, side=+1).startswith("not reproduced")
+    assert verdicts.equivalence(-0.3, 0.02, math.inf, 0.14, side=-1).startswith("not reproduced")
+    assert verdicts.equivalence(0.0, 0.2, math.inf, 0.14, side=0).startswith("undecided")
