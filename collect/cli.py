@@ -63,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "runs; print which cells reach the target and when, the axis levels that cannot, and a suggested cap "
                         "(collect.probe); the result is saved beside the store and shown by --dry-run")
     p.add_argument("--probe-cap-epochs", type=int, default=None,
-                   help="epoch cap of --probe (default: 3 x the spec's stop.max_epochs, or 300)")
+                   help="epoch cap of --probe (default: 3 x the largest run cap in epochs, a step cap converted at ceil((|S| + |A|) / B) steps an epoch)")
     return p
 
 

@@ -1,7 +1,7 @@
 """Convergence probe: can every cell of a sweep reach its training target, and how long does it take?
 
 ``python -m collect --probe`` trains ONE seed of every grid cell (the spec's first seed) with a generous epoch cap
-(``--probe-cap-epochs``, default 3 × the spec's ``stop.max_epochs``, or 300 when the spec sets none), no
+(``--probe-cap-epochs``, default 3 × the largest cap of the sweep's runs in epochs, ``default_cap``), no
 measures, no overtraining (``stop.extra_epochs = 0``) and no MLflow runs, on the sweep's own training path
 (``collect.train.train`` one at a time, ``collect.train_stacked.train_stack`` with ``--stack``), so it trains exactly
 what the sweep would. It prints per cell whether and when it reached the target, names the axis levels whose
@@ -10,7 +10,10 @@ cells cannot (``levels.level_shares``), suggests a cap, and writes a JSON result
 Conventions:
 - target: ``stop.train_acc`` (train accuracy >= a) and/or ``stop.train_loss`` (train loss <= l, under the sweep's
   loss), labelled by ``RunConfig.comparison_label``; a sweep without one is compared at a fixed budget, which every
-  run reaches, and is not probed.
+  run reaches, and is not probed; in a sweep that mixes both (``[[cases]]`` with and without a target) only the cells
+  with a target are probed and the others are counted as "compared at a fixed budget".
+- a run's cap in epochs: ``stop.max_epochs``, or ⌈``stop.max_steps`` / steps per epoch⌉ with steps per epoch
+  ⌈(|S| + |A|) / B⌉ (1 for full-batch ``gd``), the smaller when both are set.
 - target epoch of a cell = first evaluated step s with the target met, divided by steps per epoch ⌈n / B⌉.
 - learned: ``collect.train_outcome.learned`` on the final train accuracy (the rule every run is logged with).
 - suggested cap = ⌈1.5 × max target epoch⌉ over the cells that reached the target (None when none did).
@@ -36,8 +39,8 @@ from collect.names import safe_component
 from collect.sweep import PlannedRun
 from collect.train_outcome import chance_level, learned
 
-DEFAULT_CAP_EPOCHS = 300  # when the spec sets no stop.max_epochs
-CAP_FACTOR = 3  # default probe cap = CAP_FACTOR × the spec's stop.max_epochs
+DEFAULT_CAP_EPOCHS = 300  # when no run sets a cap
+CAP_FACTOR = 3  # default probe cap = CAP_FACTOR × the largest run cap in epochs
 SUGGEST_FACTOR = 1.5  # suggested cap = SUGGEST_FACTOR × the slowest cell that reached the target
 _CAP_FIELDS = ("max_epochs", "max_steps", "extra_epochs")
 
@@ -113,9 +116,19 @@ def probe_cells(runs: Sequence[PlannedRun]) -> list[PlannedRun]:
     return list(seen.values())
 
 
+def epoch_cap(cfg: RunConfig) -> int | None:
+    """The run's own cap in epochs (module docstring): ``stop.max_epochs``, or ⌈``stop.max_steps`` / ⌈(|S| + |A|) / B⌉⌉,
+    the smaller when both are set; None when neither is."""
+    n = cfg.data.n_train + cfg.data.attack_size
+    steps_per_epoch = 1 if cfg.optim.optimizer == "gd" else math.ceil(n / min(cfg.optim.batch_size, n))
+    caps = [c for c in (cfg.stop.max_epochs, None if cfg.stop.max_steps is None else math.ceil(cfg.stop.max_steps / steps_per_epoch))
+            if c is not None]
+    return min(caps) if caps else None
+
+
 def default_cap(runs: Sequence[PlannedRun]) -> int:
-    """CAP_FACTOR × the largest ``stop.max_epochs`` of the runs, or DEFAULT_CAP_EPOCHS when none sets one."""
-    caps = [r.config.stop.max_epochs for r in runs if r.config.stop.max_epochs is not None]
+    """CAP_FACTOR × the largest ``epoch_cap`` of the runs, or DEFAULT_CAP_EPOCHS when none sets a cap."""
+    caps = [c for c in (epoch_cap(r.config) for r in runs) if c is not None]
     return CAP_FACTOR * max(caps) if caps else DEFAULT_CAP_EPOCHS
 
 
@@ -243,15 +256,18 @@ def run_probe(spec_name: str, scale: str, runs: Sequence[PlannedRun], *, cap_epo
     """Probe the cells of ``runs`` (one seed each) with the cap ``cap_epochs`` (None: ``default_cap``)."""
     if not runs:
         raise SpecError(f"sweep '{spec_name}': no runs to probe")
-    if runs[0].config.stop.comparison_point != "target":
+    targeted = [r for r in runs if r.config.stop.comparison_point == "target"]
+    if not targeted:
         raise SpecError(f"sweep '{spec_name}' declares no training target (stop.train_acc or stop.train_loss): its runs are "
                         "compared at a fixed budget, which every run reaches, so there is nothing to probe; set a target "
                         "in [base.stop] to probe one")
-    cap = default_cap(runs) if cap_epochs is None else cap_epochs
-    cells = [dataclasses.replace(p, config=probe_config(p.config, cap)) for p in probe_cells(runs)]
+    cap = default_cap(targeted) if cap_epochs is None else cap_epochs
+    cells = [dataclasses.replace(p, config=probe_config(p.config, cap)) for p in probe_cells(targeted)]
+    budget_cells = len(probe_cells(runs)) - len(cells)
     target = cells[0].config.comparison_label  # no overtraining in the probe: the target alone
     log(f"probe of sweep '{spec_name}' (scale {scale}): {len(cells)} cells, one seed each, target {target}, cap {cap} epochs"
-        + (", stacked" if stack else ""))
+        + (", stacked" if stack else "")
+        + (f"; {budget_cells} more cell(s) are compared at a fixed budget and not probed" if budget_cells else ""))
     started = time.perf_counter()
     results = train_cells(cells, stack=stack, device=device, log=log)
     return ProbeResult(spec_name, scale, spec_hash(runs), target, cap, stack, time.perf_counter() - started, tuple(results))

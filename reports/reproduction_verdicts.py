@@ -95,8 +95,8 @@ def equivalence(diff: float, se: float, df: float, margin: float, side: int = 0)
     lo90, hi90 = diff - crit * se, diff + crit * se
     lo, hi, _ = difference_interval(diff, se, df)
     if (side == 0 and -margin < lo90 and hi90 < margin) or (side > 0 and hi90 < margin) or (side < 0 and lo90 > -margin):
-        return f"reproduced (change within ±{margin:g} excluded beyond)" if side == 0 else \
-            f"reproduced ({'gain below' if side > 0 else 'fall smaller than'} {margin:g})"
+        return {0: f"reproduced (the 90 % CI lies inside ±{margin:g})", 1: f"reproduced (the one-sided 95 % bound is below {margin:g})",
+                -1: f"reproduced (the one-sided 95 % bound is above −{margin:g})"}[side]
     if (side >= 0 and lo > margin) or (side <= 0 and hi < -margin):
         return f"not reproduced (a change beyond {margin:g})"
     return f"undecided (design too weak: detectable effect {detectable_difference(se, df):.3g} vs margin {margin:g})"

@@ -77,7 +77,7 @@ def test_equivalence_is_statsmodels_tost(verdicts) -> None:
 
 
 def test_equivalence_one_sided_and_refuted(verdicts) -> None:
-    assert verdicts.equivalence(0.001, 0.002, math.inf, 0.01, side=+1).startswith("reproduced (gain below")
+    assert verdicts.equivalence(0.001, 0.002, math.inf, 0.01, side=+1).startswith("reproduced (the one-sided 95 % bound is below")
     assert verdicts.equivalence(0.05, 0.005, math.inf, 0.01, side=+1).startswith("not reproduced")
     assert verdicts.equivalence(-0.3, 0.02, math.inf, 0.14, side=-1).startswith("not reproduced")
     assert verdicts.equivalence(0.0, 0.2, math.inf, 0.14, side=0).startswith("undecided")

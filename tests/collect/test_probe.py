@@ -20,7 +20,7 @@ from collect.cli import main
 from collect.config import SpecError
 from collect.levels import axis_groups, level_shares, shares_line, target_summary
 from collect.probe import (
-    CellResult, ProbeResult, default_cap, dry_run_lines, probe_cells, probe_config, probe_path, report_lines, run_probe,
+    CellResult, ProbeResult, default_cap, dry_run_lines, epoch_cap, probe_cells, probe_config, probe_path, report_lines, run_probe,
     spec_hash, suggest_cap,
 )
 from collect.sweep import expand, parse_spec
@@ -67,11 +67,27 @@ def test_probe_config_strips_measures_and_overtraining_and_sets_the_cap():
         probe_config(_runs()[0].config, 0)
 
 
-def test_default_cap_is_three_times_the_spec_cap_or_300():
+def test_default_cap_is_three_times_the_runs_cap_in_epochs():
     assert default_cap(_runs()) == 30
-    no_epochs = _with(TINY, "stop", max_epochs=None)
-    no_epochs["base"]["stop"] = {"max_steps": 500, "train_acc": 1.0}
-    assert default_cap(_runs(no_epochs)) == 300
+    steps = dict(TINY, base={**TINY["base"], "stop": {"max_steps": 500, "train_acc": 1.0}})
+    # 60 points at batch 16: 4 steps an epoch, so 500 steps are 125 epochs
+    assert epoch_cap(_runs(steps)[0].config) == 125 and default_cap(_runs(steps)) == 375
+    both = dict(TINY, base={**TINY["base"], "stop": {"max_steps": 500, "max_epochs": 50, "train_acc": 1.0}})
+    assert default_cap(_runs(both)) == 150  # the smaller cap wins, as in training
+    gd = dict(steps, base={**steps["base"], "optim": {"optimizer": "gd", "lr": 0.1}})
+    assert epoch_cap(_runs(gd)[0].config) == 500  # full batch: one step an epoch
+
+
+def test_a_sweep_mixing_target_and_budget_cases_probes_only_the_target_cells():
+    mixed = {k: v for k, v in TINY.items() if k != "grid"}
+    mixed["base"] = {**TINY["base"], "stop": {"max_epochs": 10}}
+    mixed["cases"] = [{"label": "target", "stop.train_acc": 1.0, "optim.lr": 0.2},
+                      {"label": "budget", "optim.lr": 0.2, "stop.max_epochs": 3}]
+    lines: list[str] = []
+    result = run_probe("mixed", "cpu", _runs(mixed), log=lines.append)
+    assert [c.intervention for c in result.cells] == ["target"]
+    assert result.cap_epochs == 30  # from the target case alone
+    assert "1 more cell(s) are compared at a fixed budget and not probed" in lines[0]
 
 
 def test_spec_hash_ignores_caps_seeds_and_measures_but_not_training():
