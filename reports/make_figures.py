@@ -54,6 +54,12 @@ def curve(client: MlflowClient, run_id: str, key: str) -> tuple[np.ndarray, np.n
     return np.array([]), np.array([])
 
 
+def sweep_runs(tracking_uri: str, sweep: str) -> pl.DataFrame:
+    """The FINISHED runs of experiment ``sweep``, without the sweep's parent run."""
+    led = finished(load_ledger(tracking_uri=tracking_uri, experiment=sweep))
+    return led.filter(pl.col("tag.flatlas.kind") != "parent") if "tag.flatlas.kind" in led.columns else led
+
+
 def fmt(x: Any, digits: int = 4) -> str:
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return "–"
@@ -387,8 +393,7 @@ def main() -> None:
     FIGURES.mkdir(parents=True, exist_ok=True)
     client = MlflowClient(tracking_uri=args.tracking_uri)
     for name in args.sweeps.split(","):
-        led = finished(load_ledger(tracking_uri=args.tracking_uri, experiment=name))
-        led = led.filter(pl.col("tag.flatlas.kind") != "parent") if "tag.flatlas.kind" in led.columns else led
+        led = sweep_runs(args.tracking_uri, name)
         print(f"## {name} ({led.height} finished runs)\n")
         print(SWEEPS[name](led, client, args.tracking_uri))
         print()

@@ -66,12 +66,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))  # run as a script from the repository root
 
+from bench_training import plain_epochs  # noqa: E402  (this folder is on sys.path when run as a script)
 from collect.config import RunConfig
 from collect.data import load_dataset
 from collect.executors import usable_cores
@@ -164,13 +164,7 @@ def plain_loop(cfgs: list[RunConfig], device: torch.device) -> float:
         net = nn.Sequential(nn.Linear(d, w), nn.ReLU(), nn.Linear(w, w), nn.ReLU(), nn.Linear(w, ds.num_classes)).to(device)
         opt = torch.optim.SGD(net.parameters(), lr=cfg.optim.lr)
         g = torch.Generator().manual_seed(cfg.seed)
-        for _ in range(cfg.stop.max_epochs):
-            order = torch.randperm(len(y), generator=g).to(device)
-            for i in range(0, len(y), cfg.optim.batch_size):
-                idx = order[i : i + cfg.optim.batch_size]
-                opt.zero_grad(set_to_none=True)
-                F.cross_entropy(net(x[idx]), y[idx]).backward()
-                opt.step()
+        plain_epochs(net, opt, x, y, cfg.optim.batch_size, cfg.stop.max_epochs, g)
         with torch.no_grad():
             logits = net(x)
             train_acc = (logits.argmax(1) == y).float().mean().item()

@@ -63,6 +63,18 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
+def plain_epochs(net: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor, batch: int, epochs: int,
+                 generator: torch.Generator) -> None:
+    """The naive training loop: a ``randperm`` per epoch, minibatches of ``batch``, cross-entropy, ``opt.step()``."""
+    for _ in range(epochs):
+        order = torch.randperm(len(y), generator=generator).to(x.device)
+        for i in range(0, len(y), batch):
+            idx = order[i : i + batch]
+            opt.zero_grad(set_to_none=True)
+            F.cross_entropy(net(x[idx]), y[idx]).backward()
+            opt.step()
+
+
 def plain_loop(cfgs: list, device: torch.device) -> float:
     """Seconds for the naive sequential loop over every config."""
     total = 0.0
@@ -77,13 +89,7 @@ def plain_loop(cfgs: list, device: torch.device) -> float:
         g = torch.Generator().manual_seed(cfg.seed)
         sync(device)
         start = time.perf_counter()
-        for _ in range(cfg.stop.max_epochs):
-            order = torch.randperm(len(y), generator=g).to(device)
-            for i in range(0, len(y), cfg.optim.batch_size):
-                idx = order[i : i + cfg.optim.batch_size]
-                opt.zero_grad(set_to_none=True)
-                F.cross_entropy(net(x[idx]), y[idx]).backward()
-                opt.step()
+        plain_epochs(net, opt, x, y, cfg.optim.batch_size, cfg.stop.max_epochs, g)
         sync(device)
         total += time.perf_counter() - start
     return total
