@@ -226,9 +226,10 @@ def test_ctrl_c_cancels_pending_runs_and_marks_runs_in_flight_killed(mlflow_uri)
             pass
 
     pool = HangingPool()
-    # interrupt_main() raises KeyboardInterrupt only under a Python-level SIGINT handler; in one full-suite run the
-    # pytest process had SIGINT at SIG_IGN by the time this test ran (left by a library; a fresh `python -m collect`
-    # has Python's default handler, and test_ctrl_c_on_the_command_line_exits_130_and_leaves_no_run_running covers that process).
+    # interrupt_main() raises KeyboardInterrupt only under a Python-level SIGINT handler: a pytest started as a shell's
+    # background job (`pytest &`) inherits SIGINT ignored, and Python then keeps SIG_IGN. A `python -m collect` run
+    # from a terminal has the default handler; test_ctrl_c_on_the_command_line_exits_130_and_leaves_no_run_running
+    # covers that process.
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         with pytest.raises(KeyboardInterrupt):
@@ -396,7 +397,10 @@ def test_ctrl_c_on_the_command_line_exits_130_and_leaves_no_run_running(tmp_path
     spec.write_text(CLI_SPEC)
     repo = Path(__file__).resolve().parents[2]
     driver = subprocess.Popen([sys.executable, "-m", "collect", "--config", str(spec), "--workers", "2", "--tracking-uri", mlflow_uri,
-                               "--no-progress", "--device", "cpu"], cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                               "--no-progress", "--device", "cpu"], cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              # as from an interactive shell: a shell's background job (`pytest &`) ignores SIGINT and
+                              # its children inherit that, so Python would install no KeyboardInterrupt handler
+                              preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         caught = kill_first_running_run(mlflow_uri, "fault-cli", lambda: driver.poll() is None, sig=0)  # signal 0: only wait
         driver.send_signal(signal.SIGINT)  # to the driver alone: it must stop its workers itself
