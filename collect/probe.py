@@ -36,6 +36,7 @@ from typing import Any, Mapping, Sequence
 from collect.config import RunConfig, SpecError
 from collect.levels import LevelShare, level_shares
 from collect.names import safe_component
+from collect.stop_rule import step_budget
 from collect.sweep import PlannedRun
 from collect.train_outcome import chance_level, learned
 
@@ -119,11 +120,11 @@ def probe_cells(runs: Sequence[PlannedRun]) -> list[PlannedRun]:
 def epoch_cap(cfg: RunConfig) -> int | None:
     """The run's own cap in epochs (module docstring): ``stop.max_epochs``, or ⌈``stop.max_steps`` / ⌈(|S| + |A|) / B⌉⌉,
     the smaller when both are set; None when neither is."""
+    if cfg.stop.max_epochs is None and cfg.stop.max_steps is None:
+        return None
     n = cfg.data.n_train + cfg.data.attack_size
     steps_per_epoch = 1 if cfg.optim.optimizer == "gd" else math.ceil(n / min(cfg.optim.batch_size, n))
-    caps = [c for c in (cfg.stop.max_epochs, None if cfg.stop.max_steps is None else math.ceil(cfg.stop.max_steps / steps_per_epoch))
-            if c is not None]
-    return min(caps) if caps else None
+    return math.ceil(step_budget(cfg.stop, steps_per_epoch) / steps_per_epoch)  # the stop rule's budget, in epochs
 
 
 def default_cap(runs: Sequence[PlannedRun]) -> int:

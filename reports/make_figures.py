@@ -13,7 +13,7 @@ import argparse
 import math
 import os
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import matplotlib
 
@@ -385,19 +385,24 @@ SWEEPS: dict[str, Callable[[pl.DataFrame, MlflowClient, str], str]] = {
 }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def for_each_sweep(description: str, names: Sequence[str], show: Callable[[str, pl.DataFrame, MlflowClient, str], str]) -> None:
+    """The command line both report scripts share: ``--tracking-uri URI [--sweeps a,b]`` (default ``names``); for each
+    sweep, a heading with its number of finished runs, then what ``show(name, runs, client, uri)`` returns."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--tracking-uri", required=True)
-    parser.add_argument("--sweeps", default=",".join(SWEEPS), help="comma-separated sweep names")
+    parser.add_argument("--sweeps", default=",".join(names), help="comma-separated sweep names")
     args = parser.parse_args()
-    FIGURES.mkdir(parents=True, exist_ok=True)
     client = MlflowClient(tracking_uri=args.tracking_uri)
     for name in args.sweeps.split(","):
         led = sweep_runs(args.tracking_uri, name)
         print(f"## {name} ({led.height} finished runs)\n")
-        print(SWEEPS[name](led, client, args.tracking_uri))
+        print(show(name, led, client, args.tracking_uri))
         print()
 
+
+def main() -> None:
+    FIGURES.mkdir(parents=True, exist_ok=True)
+    for_each_sweep(__doc__.splitlines()[0], list(SWEEPS), lambda name, led, client, uri: SWEEPS[name](led, client, uri))
 
 if __name__ == "__main__":
     main()

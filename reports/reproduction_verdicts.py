@@ -25,7 +25,6 @@ and "λ_max ≈ 2/η"). Every statistic here was fixed before the runs it judges
 
 from __future__ import annotations
 
-import argparse
 import math
 import sys
 from pathlib import Path
@@ -36,11 +35,12 @@ import polars as pl
 from scipy import stats
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from make_figures import col, curve, sweep_runs  # noqa: E402  (the sibling script's store readers)
+from make_figures import col, curve, for_each_sweep  # noqa: E402  (the sibling script's store readers)
 
 from analyze.stats.power import claim_verdict, detectable_difference, difference_interval  # noqa: E402
 
-Row = tuple[str, str, float, float, float, float | None, int, str]  # name, n, d̂, se, df, claimed, sign, rule
+# name, n, d̂, se, df, claimed (None: sign only), sign, equivalence (margin m, side) for a claim of no meaningful change
+Row = tuple[str, str, float, float, float, float | None, int, tuple[float, int] | None]
 
 
 def two_groups(a: Sequence[float], b: Sequence[float], n_test: int | None = None) -> tuple[float, float, float]:
@@ -94,21 +94,21 @@ def equivalence(diff: float, se: float, df: float, margin: float, side: int = 0)
     lo90, hi90 = diff - crit * se, diff + crit * se
     lo, hi, _ = difference_interval(diff, se, df)
     if (side == 0 and -margin < lo90 and hi90 < margin) or (side > 0 and hi90 < margin) or (side < 0 and lo90 > -margin):
-        return {0: f"reproduced (the 90 % CI lies inside ±{margin:g})", 1: f"reproduced (the one-sided 95 % bound is below {margin:g})",
-                -1: f"reproduced (the one-sided 95 % bound is above −{margin:g})"}[side]
+        return {0: f"reproduced (the 90 % CI lies inside ±{margin:.3g})", 1: f"reproduced (the one-sided 95 % bound is below {margin:.3g})",
+                -1: f"reproduced (the one-sided 95 % bound is above −{margin:.3g})"}[side]
     if (side >= 0 and lo > margin) or (side <= 0 and hi < -margin):
-        return f"not reproduced (a change beyond {margin:g})"
-    return f"undecided (design too weak: detectable effect {detectable_difference(se, df):.3g} vs margin {margin:g})"
+        return f"not reproduced (a change beyond {margin:.3g})"
+    return f"undecided (design too weak: detectable effect {detectable_difference(se, df):.3g} vs margin {margin:.3g})"
 
 
 def line(row: Row) -> str:
-    name, n, diff, se, df, claimed, sign, rule = row
+    name, n, diff, se, df, claimed, sign, equivalent_within = row
     lo, hi, p = difference_interval(diff, se, df)
     mde = detectable_difference(se, df)
     df_text = "∞" if math.isinf(df) else f"{df:g}"
-    if rule.startswith("equivalence"):
-        margin, side = (float(x) for x in rule.split(":")[1:])
-        paper, word = f"±{margin:g} (margin)", equivalence(diff, se, df, margin, int(side))
+    if equivalent_within is not None:
+        margin, side = equivalent_within
+        paper, word = f"±{margin:.3g} (margin)", equivalence(diff, se, df, margin, side)
     else:
         paper = "no size" if claimed is None else f"{claimed:+.3g}"
         word = verdict(diff, se, df, claimed, sign)
@@ -143,12 +143,12 @@ def keskar_batch(led: pl.DataFrame, client: object) -> Iterable[Row]:
     small, large = at(led, batch_size=sizes[0]), at(led, batch_size=sizes[-1])
     n = f"{small.height} + {large.height}"
     yield ("test acc, small − large batch", n, *two_groups(values(small, "test_acc"), values(large, "test_acc"),
-                                                             n_test_of(led)), 0.9834 - 0.9794, +1, "sized")
+                                                             n_test_of(led)), 0.9834 - 0.9794, +1, None)
     yield ("ln Hessian trace, small − large batch", n, *two_groups(np.log(values(small, "hessian_trace")),
                                                                      np.log(values(large, "hessian_trace"))),
-           math.log(1.01 / 6.62), -1, "sized")
+           math.log(1.01 / 6.62), -1, None)
     yield ("margin skewness, small − large batch (more left-skewed)", n,
-           *two_groups(values(small, "margin_skew"), values(large, "margin_skew")), None, -1, "sign")
+           *two_groups(values(small, "margin_skew"), values(large, "margin_skew")), None, -1, None)
 
 
 def margin_trace(led: pl.DataFrame, client: object) -> Iterable[Row]:
@@ -166,7 +166,7 @@ def margin_trace(led: pl.DataFrame, client: object) -> Iterable[Row]:
           + ", ".join(f"{r:.3f} (n = {n:.0f}, lower {lo:.3f})" for r, n, lo in zip(r_final, n_points, lows))
           + f"; the declared statistic (a), r in 0.8–1 for every seed: {'reproduced' if min(lows) > 0.8 else 'not shown'}")
     yield (f"LeNet-5: atanh r(trace, ACEHT) − atanh 0.8, final model (r = {', '.join(f'{x:.3f}' for x in r_final)})",
-           f"{lenet.height} seeds", *one_group(np.arctanh(r_final), math.atanh(0.8)), None, +1, "sign")
+           f"{lenet.height} seeds", *one_group(np.arctanh(r_final), math.atanh(0.8)), None, +1, None)
     rises = []
     for run_id in lenet["run_id"].to_list():
         steps, r = curve(client, run_id, "per_sample_r_aceht")
@@ -178,7 +178,7 @@ def margin_trace(led: pl.DataFrame, client: object) -> Iterable[Row]:
         print(f"LeNet-5 run {run_id[:8]}: {ok.sum()} curve points, Pearson r(train acc, r(trace, ACEHT)) = {rises[-1]:+.3f}")
     yield (f"LeNet-5: r rises with training accuracy (mean over seeds of Pearson r(train acc, r(trace, ACEHT)) over "
            f"the curve points: {', '.join(f'{x:+.3f}' for x in rises)})", f"{lenet.height} seeds",
-           *one_group(rises, 0.0), None, +1, "sign")
+           *one_group(rises, 0.0), None, +1, None)
 
 
 def flat_by_scaling(led: pl.DataFrame, client: object) -> Iterable[Row]:
@@ -187,7 +187,7 @@ def flat_by_scaling(led: pl.DataFrame, client: object) -> Iterable[Row]:
         scaled = at(led, last_layer_scale=alpha)
         yield (f"log10 Hessian trace, α = {alpha:g} − α = 1", f"{scaled.height} + {base.height}",
                *two_groups(np.log10(values(scaled, "hessian_trace")), np.log10(values(base, "hessian_trace"))),
-               None, -1, "sign")
+               None, -1, None)
 
 
 def volume(led: pl.DataFrame, client: object) -> Iterable[Row]:
@@ -199,13 +199,13 @@ def volume(led: pl.DataFrame, client: object) -> Iterable[Row]:
         n = f"{kept.height} of {runs.height} at zero training error ({seeds} seeds)"
         tau, se, _, _ = kendall(values(kept, "log_volume"), err)
         yield (f"{opt}: τ(log volume, test error) (claimed −; our reading |τ| = 0.5)", n, tau, se, math.inf, -0.5, -1,
-               "sized")
+               None)
         tau, se, _, _ = kendall(values(kept, "sharpness"), err)
         if opt == "sgd":
-            yield ("sgd: τ(sharpness, test error) (claimed +; our reading 0.5)", n, tau, se, math.inf, 0.5, +1, "sized")
+            yield ("sgd: τ(sharpness, test error) (claimed +; our reading 0.5)", n, tau, se, math.inf, 0.5, +1, None)
         else:  # the paper: the correlation can break for this optimizer; "works" read as τ >= 0.5
             yield (f"{opt}: τ(sharpness, test error) stays below a working correlation (our reading 0.5)", n,
-                   tau, se, math.inf, None, +1, "equivalence:0.5:1")
+                   tau, se, math.inf, None, +1, (0.5, 1))
 
 
 def alpha_scaling(led: pl.DataFrame, client: object) -> Iterable[Row]:
@@ -227,7 +227,7 @@ def alpha_scaling(led: pl.DataFrame, client: object) -> Iterable[Row]:
           f"{led.height} runs {moved:.3g} nats")
     for arm, name in (("up", "α > 1, eq. (1)'s direction"), ("down", "α < 1, the reverse direction")):
         yield (f"spike ln(max sharpness at the two points after / the last before), {name} − control",
-               f"{len(spikes[arm])} + {len(spikes['1'])}", *two_groups(spikes[arm], spikes["1"]), math.log(2), +1, "sized")
+               f"{len(spikes[arm])} + {len(spikes['1'])}", *two_groups(spikes[arm], spikes["1"]), math.log(2), +1, None)
 
 
 def l2_sharper(led: pl.DataFrame, client: object) -> Iterable[Row]:
@@ -242,9 +242,9 @@ def l2_sharper(led: pl.DataFrame, client: object) -> Iterable[Row]:
         for key, label in (("hessian_trace", "ln Hessian trace"), ("lambda_max", "ln λ_max"),
                            ("hessian_frobenius", "ln Hessian Frobenius norm")):
             yield (f"{arch}: {label}, wd {wds[-1]:g} − 0 (sharper with L2)", n,
-                   *two_groups(np.log(values(strong, key)), np.log(values(none, key))), None, +1, "sign")
+                   *two_groups(np.log(values(strong, key)), np.log(values(none, key))), None, +1, None)
         yield (f"{arch}: test acc, wd {wds[-1]:g} − 0 (generalises better with L2)", n,
-               *two_groups(values(strong, "test_acc"), values(none, "test_acc"), n_test_of(led)), None, +1, "sign")
+               *two_groups(values(strong, "test_acc"), values(none, "test_acc"), n_test_of(led)), None, +1, None)
 
 
 def lambda_max(led: pl.DataFrame, client: object) -> Iterable[Row]:
@@ -262,25 +262,25 @@ def lambda_max(led: pl.DataFrame, client: object) -> Iterable[Row]:
         return (f"{ra.height} + {rb.height}", *two_groups(np.log(ya) if log else ya, np.log(yb) if log else yb, n))
 
     small, large = "lr x batch: small batch, lr", "lr x batch: large batch, lr"
-    yield ("(1) ln λ_max, lr 0.2 − 0.01, batch 32 (smaller)", *pair(f"{small} 0.2", f"{small} 0.01", "lambda_max", True), None, -1, "sign")
-    yield ("(1) ln λ_max, lr 0.2 − 0.01, batch 500 (smaller)", *pair(f"{large} 0.2", f"{large} 0.01", "lambda_max", True), None, -1, "sign")
-    yield ("(1) test acc, lr 0.2 − 0.01, batch 32 (better)", *pair(f"{small} 0.2", f"{small} 0.01", "test_acc", n=n_test), None, +1, "sign")
-    yield ("(1) test acc, lr 0.2 − 0.01, batch 500 (the gain vanishes)", *pair(f"{large} 0.2", f"{large} 0.01", "test_acc", n=n_test), None, +1, "equivalence:0.01:1")
-    yield ("(2) ln λ_max, batch 128 lr 0.2 − batch 32 lr 0.05 (smaller)", *pair("linear scaling: batch 128, lr 0.2", f"{small} 0.05", "lambda_max", True), None, -1, "sign")
-    yield ("(2) test acc, batch 128 lr 0.2 − batch 32 lr 0.05 (unchanged)", *pair("linear scaling: batch 128, lr 0.2", f"{small} 0.05", "test_acc", n=n_test), None, 0, "equivalence:0.01:0")
+    yield ("(1) ln λ_max, lr 0.2 − 0.01, batch 32 (smaller)", *pair(f"{small} 0.2", f"{small} 0.01", "lambda_max", True), None, -1, None)
+    yield ("(1) ln λ_max, lr 0.2 − 0.01, batch 500 (smaller)", *pair(f"{large} 0.2", f"{large} 0.01", "lambda_max", True), None, -1, None)
+    yield ("(1) test acc, lr 0.2 − 0.01, batch 32 (better)", *pair(f"{small} 0.2", f"{small} 0.01", "test_acc", n=n_test), None, +1, None)
+    yield ("(1) test acc, lr 0.2 − 0.01, batch 500 (the gain vanishes)", *pair(f"{large} 0.2", f"{large} 0.01", "test_acc", n=n_test), None, +1, (0.01, 1))
+    yield ("(2) ln λ_max, batch 128 lr 0.2 − batch 32 lr 0.05 (smaller)", *pair("linear scaling: batch 128, lr 0.2", f"{small} 0.05", "lambda_max", True), None, -1, None)
+    yield ("(2) test acc, batch 128 lr 0.2 − batch 32 lr 0.05 (unchanged)", *pair("linear scaling: batch 128, lr 0.2", f"{small} 0.05", "test_acc", n=n_test), None, 0, (0.01, 0))
     for size in ("small", "large"):
-        yield (f"(3) ln λ_max, SAM ρ 0.2 − 0.05, {size} batch (smaller)", *pair(f"SAM: {size} batch, rho 0.2", f"SAM: {size} batch, rho 0.05", "lambda_max", True), None, -1, "sign")
-    yield ("(3) test acc, SAM ρ 0.2 − 0.05, small batch (better)", *pair("SAM: small batch, rho 0.2", "SAM: small batch, rho 0.05", "test_acc", n=n_test), None, +1, "sign")
-    yield ("(3) test acc, SAM ρ 0.2 − 0.05, large batch (the gain vanishes)", *pair("SAM: large batch, rho 0.2", "SAM: large batch, rho 0.05", "test_acc", n=n_test), None, +1, "equivalence:0.01:1")
-    yield ("(4) ln λ_max, dropout 0.7 − 0.2 (smaller)", *pair("dropout: p 0.7", "dropout: p 0.2", "lambda_max", True), None, -1, "sign")
-    yield ("(4) test acc, dropout 0.7 − 0.2 (worse)", *pair("dropout: p 0.7", "dropout: p 0.2", "test_acc", n=n_test), None, -1, "sign")
+        yield (f"(3) ln λ_max, SAM ρ 0.2 − 0.05, {size} batch (smaller)", *pair(f"SAM: {size} batch, rho 0.2", f"SAM: {size} batch, rho 0.05", "lambda_max", True), None, -1, None)
+    yield ("(3) test acc, SAM ρ 0.2 − 0.05, small batch (better)", *pair("SAM: small batch, rho 0.2", "SAM: small batch, rho 0.05", "test_acc", n=n_test), None, +1, None)
+    yield ("(3) test acc, SAM ρ 0.2 − 0.05, large batch (the gain vanishes)", *pair("SAM: large batch, rho 0.2", "SAM: large batch, rho 0.05", "test_acc", n=n_test), None, +1, (0.01, 1))
+    yield ("(4) ln λ_max, dropout 0.7 − 0.2 (smaller)", *pair("dropout: p 0.7", "dropout: p 0.2", "lambda_max", True), None, -1, None)
+    yield ("(4) test acc, dropout 0.7 − 0.2 (worse)", *pair("dropout: p 0.7", "dropout: p 0.2", "test_acc", n=n_test), None, -1, None)
     for size, plain in (("small", f"{small} 0.05"), ("large", f"{large} 0.05")):
-        yield (f"(5) ln λ_max, batch norm − none, {size} batch (not smaller)", *pair(f"batch norm: {size} batch", plain, "lambda_max", True), None, -1, f"equivalence:{math.log(1.15):.4f}:-1")
-        yield (f"(5) test acc, batch norm − none, {size} batch (better)", *pair(f"batch norm: {size} batch", plain, "test_acc", n=n_test), None, +1, "sign")
+        yield (f"(5) ln λ_max, batch norm − none, {size} batch (not smaller)", *pair(f"batch norm: {size} batch", plain, "lambda_max", True), None, -1, (math.log(1.15), -1))
+        yield (f"(5) test acc, batch norm − none, {size} batch (better)", *pair(f"batch norm: {size} batch", plain, "test_acc", n=n_test), None, +1, None)
     gd = led.filter(pl.col("hp.optimizer") == "gd")
     ratio = values(gd, "lambda_max") * gd["hp.lr"].cast(pl.Float64).to_numpy() / 2
     yield (f"(6) final λ_max·η/2 − 1, GD at η = 0.2, 0.3, 0.4 (at the edge of stability; ratios "
-           f"{', '.join(f'{x:.3f}' for x in ratio)})", f"{gd.height}", *one_group(ratio, 1.0), None, 0, "equivalence:0.15:0")
+           f"{', '.join(f'{x:.3f}' for x in ratio)})", f"{gd.height}", *one_group(ratio, 1.0), None, 0, (0.15, 0))
 
 
 SECTIONS: dict[str, Callable[[pl.DataFrame, object], Iterable[Row]]] = {
@@ -294,23 +294,14 @@ SECTIONS: dict[str, Callable[[pl.DataFrame, object], Iterable[Row]]] = {
 }
 
 
+def verdict_table(name: str, led: pl.DataFrame, client: object, uri: str) -> str:
+    """The claims of sweep ``name`` as a markdown table (a section's own notes print while it is computed)."""
+    rows = list(SECTIONS[name](led, client))
+    return "\n" + HEADER + "\n" + "\n".join(line(row) for row in rows)
+
+
 def main() -> None:
-    from mlflow import MlflowClient
-
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tracking-uri", required=True)
-    parser.add_argument("--sweeps", default=",".join(SECTIONS), help="comma-separated sweep names")
-    args = parser.parse_args()
-    client = MlflowClient(tracking_uri=args.tracking_uri)
-    for name in args.sweeps.split(","):
-        led = sweep_runs(args.tracking_uri, name)
-        print(f"## {name} ({led.height} finished runs)\n")
-        rows = list(SECTIONS[name](led, client))
-        print("\n" + HEADER)
-        for row in rows:
-            print(line(row))
-        print()
-
+    for_each_sweep(__doc__.splitlines()[0], list(SECTIONS), verdict_table)
 
 if __name__ == "__main__":
     main()
