@@ -19,6 +19,13 @@ along sign(c ⊙ ∇L) (ℓ∞) or the normalised c ⊙ ∇L (ℓ2), projected o
 and is halved at the checkpoints p_0 = 0, p_1 = 0.22, p_{j+1} = p_j + max(p_j − p_{j−1} − 0.03, 0.06) (fractions
 of ``max_iter``) when fewer than 75 % of the steps since the last checkpoint raised the loss, or when η was not
 halved at the last checkpoint and the best loss has not risen since; a halving restarts from the best point.
+A round stops before ``max_iter`` (20) steps once its best (the largest loss any of its restarts reached) has not
+risen by more than ``TOL`` · (best − L(w)) (TOL = 10⁻³) for ``PATIENCE`` (3) steps in a row: on the study's trained
+MLPs the value is then within 10⁻⁴ relative of 20 full steps at a quarter to a half of the evaluations. On the panel of
+tests/collect/hessian/test_adaptive_sharpness_panel.py (trained ReLU, tanh and batch-norm nets, seeds 0-4, ℓ∞ ρ =
+1e-3 … 5e-2, ℓ2 ρ = 0.1 … 1; reference: 60 restarts × 100 annealed steps) the defaults reach ≥ 0.95 of the
+reference in 89 of 90 cases; the one miss (batch norm, seed 2, ℓ∞ ρ = 1e-2: 0.41, a basin none of the 12 restarts
+reaches while two of them refind a lower maximum, so the round rule stops) is the same with every step run.
 Restart 0 starts at the first-order maximiser (ρ·sign(g̃) for ℓ∞, ρ·g̃/‖g̃‖ for ℓ2, g̃ = c ⊙ ∇L(w)); the others
 at seeded random points of the sphere/box surface. Restarts run in rounds, batched into one vmapped
 forward/backward pass per step, under the budget rule of Keskar sharpness (``collect.hessian.sharpness``, whose
@@ -36,7 +43,7 @@ from typing import Callable
 import torch
 
 from collect.hessian.sharpness import (
-    MAX_RESTARTS, REFOUND, RESTARTS, ROUND_TOL, TOL, last_restart_improved, round_ends_search,
+    MAX_RESTARTS, REFOUND, RESTARTS, ROUND_TOL, TOL, gained, last_restart_improved, round_ends_search,
 )
 
 BatchValueAndGrad = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]  # [R, dim] -> ([R], [R, dim])
@@ -44,6 +51,7 @@ BatchValue = Callable[[torch.Tensor], torch.Tensor]  # [R, dim] -> [R]
 NORMS = ("linf", "l2")
 MOMENTUM = 0.75  # Auto-PGD's momentum
 SUCCESS_FRACTION = 0.75  # Auto-PGD's condition 1: fraction of loss-raising steps between checkpoints
+PATIENCE = 3  # stale steps (the round's best rose by <= TOL of its rise above L(w)) before a round stops; 0: never
 
 
 @dataclass(frozen=True)
@@ -105,10 +113,15 @@ def apgd(
     rho: float,
     norm: str,
     max_iter: int,
+    loss0: float = -torch.inf,
+    tol: float = TOL,
+    patience: int = 0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Auto-PGD ascent of L(w + scale ⊙ u) over ‖u‖_p ≤ ρ for each row of ``u0`` at once; (best loss per row, evaluations).
 
-    Rows are independent restarts; each keeps its own step size η (module docstring)."""
+    Rows are independent restarts; each keeps its own step size η (module docstring). With ``patience`` > 0 the
+    ascent stops once max_rows best has not risen by more than ``tol`` · (that best − ``loss0``) for ``patience``
+    steps in a row."""
     k = u0.shape[0]
     u = project(u0, rho, norm)
     f, g = values_and_grads(w + scale * u)
@@ -120,8 +133,9 @@ def apgd(
     last_mark, successes = 0, torch.zeros(k, dtype=torch.long, device=w.device)
     best_at_mark = best_f.clone()
     halved_at_mark = torch.zeros(k, dtype=torch.bool, device=w.device)  # η is 'unchanged' at the first mark too
-    evals = k
+    evals, stale = k, 0
     for it in range(max_iter):
+        top = float(best_f.max())
         z = project(u + eta * ascent_direction(gu, norm), rho, norm)
         a = 1.0 if it == 0 else MOMENTUM
         u_new = project(u + a * (z - u) + (1 - a) * (u - u_prev), rho, norm)
@@ -141,6 +155,9 @@ def apgd(
             u[reduce], u_prev[reduce], gu[reduce], f[reduce] = best_u[reduce], best_u[reduce], best_gu[reduce], best_f[reduce]
             halved_at_mark, best_at_mark, last_mark = reduce, best_f.clone(), it + 1
             successes.zero_()
+        stale = 0 if gained(float(best_f.max()), top, loss0, tol) else stale + 1
+        if 0 < patience <= stale:
+            break
     return best_f, torch.tensor(evals)
 
 
@@ -158,19 +175,23 @@ def worst_case_ball_max(
     tol: float = TOL,
     refound: int = REFOUND,
     round_tol: float = ROUND_TOL,
+    patience: int = PATIENCE,
 ) -> BallMax:
     """max_{‖u‖_p ≤ ρ} L(w + scale ⊙ u) by rounds of batched Auto-PGD restarts (module docstring).
 
     ``values_and_grads`` evaluates the loss and its gradient at R points (rows of an [R, dim] tensor); ``tol`` is the
-    relative gain by which the last restart counts as having improved on the earlier ones (a diagnostic)."""
+    relative gain by which the last restart counts as having improved on the earlier ones (a diagnostic) and by
+    which a step counts as having raised a round's best (``patience`` stale steps end the round; 0: every round runs
+    ``max_iter`` steps)."""
     if norm not in NORMS:
         raise ValueError(f"norm = {norm!r}: use one of {', '.join(NORMS)}")
     if not rho > 0:
         raise ValueError(f"rho = {rho} must be > 0 (the radius of the ball)")
     if restarts < 1 or max_restarts < restarts:
         raise ValueError(f"restarts = {restarts} must be >= 1 and max_restarts = {max_restarts} >= restarts")
-    if max_iter < 1 or not tol >= 0 or refound < 1 or not round_tol >= 0:
-        raise ValueError(f"max_iter = {max_iter} and refound = {refound} must be >= 1, tol = {tol} and round_tol = {round_tol} >= 0")
+    if max_iter < 1 or not tol >= 0 or refound < 1 or not round_tol >= 0 or patience < 0:
+        raise ValueError(f"max_iter = {max_iter} and refound = {refound} must be >= 1, tol = {tol}, round_tol = "
+                         f"{round_tol} and patience = {patience} >= 0")
     v0, g0 = values_and_grads(w.unsqueeze(0))
     loss0 = float(v0[0])
     first = rho * ascent_direction((g0[0] * scale).unsqueeze(0), norm)[0]
@@ -181,7 +202,8 @@ def worst_case_ball_max(
         u0 = _random_surface_points(k, w.numel(), rho, norm, generator, w.dtype, w.device)
         if done == 0:
             u0[0] = first
-        vals, n = apgd(values_and_grads, w, scale, u0, rho=rho, norm=norm, max_iter=max_iter)
+        vals, n = apgd(values_and_grads, w, scale, u0, rho=rho, norm=norm, max_iter=max_iter, loss0=loss0, tol=tol,
+                       patience=patience)
         evals += int(n)
         iters += max_iter
         before = best

@@ -12,7 +12,9 @@ and the deviation is the largest training error seen at any iterate, minus err(w
 are drawn once and reused at every α (common random numbers), so the deviation is a deterministic function of α.
 α' is bracketed by doubling/halving from ``alpha_start`` and refined by bisection on log α until hi/lo ≤
 1 + ``rel_tol`` (at most ``n_iter`` steps), as the PAC-Bayes σ search (``collect.hessian.pacbayes``); the reported
-α' is the largest tested value that met the constraint. Since the ascent finds a lower bound on the worst error,
+α' is the largest tested value that met the constraint. The ascent at one α stops as soon as an iterate's error rise
+exceeds ``target``: the deviation is a running maximum, so α is then inadmissible whatever the remaining steps find,
+and the search's decisions, α' and its deviation are those of the full ascent (only ``n_evals`` is smaller). Since the ascent finds a lower bound on the worst error,
 α' is an upper bound on the exact radius. In the magnitude-aware box the ε-box alone (α = 0) is tried first: when
 it already raises the error by more than ``target`` (ε·‖∇_w err‖₁ can be large in many dimensions), α' = 0 and the
 search is reported as not bracketed.
@@ -20,6 +22,7 @@ search is reported as not bracketed.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -91,7 +94,7 @@ def sharpness_radius(
     def radius(alpha: float) -> torch.Tensor:
         return alpha * w.abs() + magnitude_eps if magnitude_eps is not None else torch.full_like(w, alpha)
 
-    def deviation(alpha: float) -> float:
+    def deviation(alpha: float, stop_above: float = target) -> float:
         r = radius(alpha)
         u = signs * r
         worst = 0.0
@@ -99,13 +102,13 @@ def sharpness_radius(
             err, g = errors_and_grads(loss, w + u, with_grad=step < n_steps)
             worst = max(worst, float(err.max()))
             count[0] += 1
-            if g is None:
+            if g is None or worst - base > stop_above:
                 break
             u = torch.clamp(u + r * torch.sign(g), -r, r)
         return worst - base
 
     if magnitude_eps is not None:
-        floor = deviation(0.0)  # the box of half-width ε alone
+        floor = deviation(0.0, stop_above=math.inf)  # the box of half-width ε alone, its rise reported in full
         if floor > target:
             return RadiusSearch(0.0, floor, base, count[0], False)
     alpha, dev, bracketed = largest_admissible(

@@ -26,7 +26,7 @@ from __future__ import annotations
 import torch
 
 from collect.hessian import sharpness as box
-from collect.hessian.adaptive_sharpness import NORMS, average_case_rise, worst_case_ball_max
+from collect.hessian.adaptive_sharpness import NORMS, PATIENCE, average_case_rise, worst_case_ball_max
 from collect.hessian.operator import ChunkedLoss
 from collect.losses import SINGLE_LOGIT_LOSSES
 from collect.measures.context import check_option, MeasureContext, MeasureResult, MeasureSkipped
@@ -93,6 +93,7 @@ def adaptive_sharpness(
     tol: float = box.TOL,
     refound: int = box.REFOUND,
     round_tol: float = box.ROUND_TOL,
+    patience: int = PATIENCE,
     m: int | None = None,
     n_samples: int | None = None,
     chunk_size: int = 2048,
@@ -100,7 +101,8 @@ def adaptive_sharpness(
     """Worst-case (adaptive) sharpness max_{‖u‖_p ≤ ρ} L(w + c ⊙ u) − L(w), c = |w| (adaptive) or 1, by batched
     Auto-PGD restarts under Keskar sharpness's round rule (``collect.hessian.adaptive_sharpness``).
 
-    ``rho`` defaults to 1e-3 for ``norm = "linf"`` and 0.1 for ``"l2"``. Diagnostics: loss evaluations, restarts,
+    ``rho`` defaults to 1e-3 for ``norm = "linf"`` and 0.1 for ``"l2"``; a round stops after ``patience`` steps
+    that did not raise its best by more than ``tol`` relative (0: all ``max_iter`` steps). Diagnostics: loss evaluations, restarts,
     whether the round rule (not ``max_restarts``) ended the search, whether the last restart still beat the others.
     """
     name = "adaptive_sharpness"
@@ -113,6 +115,7 @@ def adaptive_sharpness(
     check_option(tol >= 0, name, "tol", tol, "must be >= 0")
     check_option(refound >= 1, name, "refound", refound, "must be >= 1")
     check_option(round_tol >= 0, name, "round_tol", round_tol, "must be >= 0")
+    check_option(patience >= 0, name, "patience", patience, "stale steps before a round stops; 0 runs every step")
     check_option(m is None or m >= 1, name, "m", m, "a positive batch size (or omitted: one batch of all points)")
     full = _chunked(ctx, name, n_samples, chunk_size, logit_normalize)
     w = full.theta0
@@ -125,7 +128,7 @@ def adaptive_sharpness(
         results.append(worst_case_ball_max(
             loss.values_and_grads_batch, w, scale, rho=rho, norm=norm, generator=generator,
             restarts=restarts, max_restarts=max_restarts, max_iter=max_iter, tol=tol, refound=refound,
-            round_tol=round_tol,
+            round_tol=round_tol, patience=patience,
         ))
     key = _key(adaptive, f"sharpness_{norm}", logit_normalize)
     values = {
