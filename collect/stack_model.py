@@ -151,15 +151,67 @@ class StackedFCN:
         return h
 
     def _dropout(self, h: Tensor) -> Tensor:
+        masks = self._dropout_masks(h)
+        return h if masks is None else h * masks
+
+    def _dropout_masks(self, h: Tensor) -> Tensor | None:
+        """Each run's scaled dropout mask for (R, B, F) activations (None when no run drops out)."""
         if not any(p > 0 for p in self.dropout):
-            return h
+            return None
         # the sequential run calls F.dropout on its (B, width) activations, which on the CPU draws
         # empty_like(h).bernoulli_(1 - p) from the global generator and scales by 1/(1 - p)
         masks = torch.ones_like(h)
         for r, p in enumerate(self.dropout):
             if p > 0:
                 masks[r].bernoulli_(1 - p, generator=self.generators[r]).div_(1 - p)
-        return h * masks
+        return masks
+
+    @property
+    def explicit_gradients(self) -> bool:
+        """Whether ``cross_entropy_grads`` applies: no batch norm, and an activation whose derivative it writes."""
+        return all(n is None for n in self.norms) and self.activation in ("relu", "tanh")
+
+    @torch.no_grad()
+    def cross_entropy_grads(self, x: Tensor, y: Tensor, grads: Sequence[Tensor]) -> Tensor:
+        """Each run's mean cross-entropy on its training batch (x (R, B, d), labels y (R, B)), with its gradient
+        with respect to ``params()`` written into ``grads`` (preallocated, same shapes), by the chain rule written
+        out instead of an autograd graph (no graph, no fresh gradient tensors each step):
+
+            z_k = b_k + h_k W_k,  h_{k+1} = m_k ⊙ φ(z_k),  L_r = −(1/B) Σ_i log softmax(z_K)_{i, y_i}
+            δ_K = (softmax(z_K) − onehot(y)) / B,  ∂W_k = h_kᵀ δ_k,  ∂b_k = Σ_i δ_k,  δ_{k−1} = (δ_k W_kᵀ) ⊙ m ⊙ φ'(z)
+
+        (m the run's dropout mask scaled by 1/(1 − p); φ' = 1[z > 0] for ReLU, 1 − φ(z)² for tanh). Dropout draws
+        the same masks from the same generators as ``forward``."""
+        last = len(self.weights) - 1
+        inputs: list[Tensor] = []
+        slopes: list[Tensor] = []
+        h = x
+        for i, (w, b) in enumerate(zip(self.weights, self.biases)):
+            inputs.append(h)
+            z = torch.baddbmm(b.unsqueeze(1), h, w)
+            if i == last:
+                h = z
+                break
+            if self.activation == "relu":
+                h, slope = torch.relu(z), (z > 0).to(z.dtype)
+            else:
+                h = torch.tanh(z)
+                slope = 1 - h * h
+            masks = self._dropout_masks(h)
+            if masks is not None:
+                h, slope = h * masks, slope.mul_(masks)
+            slopes.append(slope)
+        log_p = torch.log_softmax(h, dim=-1)
+        picked = y.unsqueeze(-1)
+        losses = -log_p.gather(2, picked).squeeze(-1).mean(1)
+        delta = log_p.exp_()
+        delta.scatter_add_(2, picked, torch.full_like(picked, -1, dtype=delta.dtype)).div_(delta.shape[1])
+        for i in range(last, -1, -1):
+            torch.bmm(inputs[i].transpose(1, 2), delta, out=grads[2 * i])
+            torch.sum(delta, dim=1, out=grads[2 * i + 1])
+            if i > 0:
+                delta = torch.bmm(delta, self.weights[i].transpose(1, 2)).mul_(slopes[i - 1])
+        return losses
 
     def select(self, keep: Tensor) -> None:
         """Keep only the runs at positions ``keep`` (a stopped run leaves the stack)."""

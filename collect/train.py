@@ -140,8 +140,9 @@ def train(
     step_fn = build_step(model)
     averager = torch.optim.swa_utils.AveragedModel(model) if optim.swa else None
     swa_from = int(optim.swa_start * rule.budget)
-    # any non-finite minibatch loss so far, kept on the device: read once per evaluation, never per step
-    nonfinite = torch.zeros((), dtype=torch.bool, device=data.x_train.device)
+    # Σ minibatch losses in float64, kept on the device and read once per evaluation, never per step: finite float32
+    # losses cannot overflow it, so it is non-finite exactly when some minibatch loss was (one in-place add a step)
+    loss_sum = torch.zeros((), dtype=torch.float64, device=data.x_train.device)
 
     curves: list[dict[str, float]] = []
     step = 0
@@ -152,7 +153,7 @@ def train(
             loss = step_fn(sampler)
             step += 1
             bar.update(1)
-            nonfinite.logical_or_(~torch.isfinite(loss))
+            loss_sum.add_(loss)
             if averager is not None and step >= swa_from and step % spe == 0:
                 averager.update_parameters(model)
             if transform_at is not None and step == transform_at[0] * spe:
@@ -162,7 +163,7 @@ def train(
                 curves.append({**row, **(on_eval(model, step) if on_eval else {}), "transformed": 1.0})
                 model.train()
             if rule.eval_due(step):
-                if bool(nonfinite):
+                if not math.isfinite(loss_sum.item()):
                     raise Diverged(minibatch_divergence(step))
                 row = eval_row(model, data, loss_fn, step, spe)
                 failure = full_loss_divergence(row["train_loss"], step)

@@ -23,6 +23,7 @@ with training (the tests bound it: same stopping steps and accuracies, margins w
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from dataclasses import dataclass, field
@@ -117,6 +118,8 @@ def train_stack(configs: Sequence[RunConfig], device: torch.device, progress: bo
                            [c.optim.weight_decay for c in configs], [c.optim.momentum for c in configs])
     loss_fn = get_loss(first.loss)
     fused = first.loss == "cross_entropy"
+    explicit = fused and net.explicit_gradients  # gradients by the written-out chain rule, into reused buffers
+    grads: list[Tensor] = []
     n = data.y_train.shape[-1]
     batch_size = n if first.optim.optimizer == "gd" else first.optim.batch_size
     # the samplers draw indices only (the batch is one gather below); replay_train binds each to its run's data
@@ -128,7 +131,8 @@ def train_stack(configs: Sequence[RunConfig], device: torch.device, progress: bo
     out = [StackedRun() for _ in configs]
     active = list(range(len(configs)))  # run index of each stack position
     rows_of_active = torch.tensor(active, device=device)[:, None]
-    nonfinite = torch.zeros(len(configs), dtype=torch.bool, device=device)  # per stack position, read at evaluations
+    # Σ minibatch losses per stack position in float64, read at evaluations: non-finite exactly when one loss was
+    loss_sums = torch.zeros(len(configs), dtype=torch.float64, device=device)
     step = 0
     while active:
         idx = torch.stack([samplers[r].next_indices() for r in active])
@@ -137,17 +141,22 @@ def train_stack(configs: Sequence[RunConfig], device: torch.device, progress: bo
         else:
             xb, yb = data.x_train[rows_of_active, idx], data.y_train[rows_of_active, idx]
         params = net.params()
-        losses = per_run_loss(loss_fn, net.forward(xb, train=True), yb, fused)
-        grads = torch.autograd.grad(losses.sum(), params)
+        if explicit:
+            if len(grads) != len(params) or grads[0].shape != params[0].shape:
+                grads = [torch.empty_like(p, requires_grad=False) for p in params]
+            losses = net.cross_entropy_grads(xb, yb, grads)
+        else:
+            losses = per_run_loss(loss_fn, net.forward(xb, train=True), yb, fused)
+            grads = list(torch.autograd.grad(losses.sum(), params))
         opt.step(params, grads)
         step += 1
-        nonfinite.logical_or_(~torch.isfinite(losses.detach()))
+        loss_sums.add_(losses.detach())
         if progress and step % spe == 0:
             print(f"  stacked: step {step}, {len(active)} of {len(configs)} runs training", file=sys.stderr)
         due = [pos for pos, r in enumerate(active) if rules[r].eval_due(step)]
         if not due:
             continue
-        bad = nonfinite.tolist()
+        bad = [not math.isfinite(v) for v in loss_sums.tolist()]
         leaving: list[int] = []
         finite = [pos for pos in due if not bad[pos]]
         rows = _eval_rows(net, finite, active, data, loss_fn, fused, step, spe) if finite else {}
@@ -176,7 +185,7 @@ def train_stack(configs: Sequence[RunConfig], device: torch.device, progress: bo
             if active:
                 net.select(keep)
                 opt.select(keep, net.params())
-                nonfinite = nonfinite[keep]
+                loss_sums = loss_sums[keep]
                 rows_of_active = torch.tensor(active, device=device)[:, None]
     seconds = (time.perf_counter() - started) / len(configs)
     for o in out:

@@ -1,6 +1,6 @@
 """End to end: 64 quick-FCN MNIST runs through ``python -m collect`` against a plain PyTorch loop, side by side.
 
-What it measures: wall-clock seconds for three ways of doing the same work on the same ``--runs`` configurations
+What it measures: wall-clock seconds for four ways of doing the same work on the same ``--runs`` configurations
 (64: 16 seeds × 4 learning rates), written as one sweep spec TOML in a temporary directory and expanded with
 ``collect.sweep.expand``, so every row trains exactly the configurations that spec lists:
 
@@ -17,7 +17,9 @@ Rows (each a fresh store in the temporary directory; all rows of one repeat trai
    no other option (start-up, imports, store creation, workers, per-epoch evaluation, measuring, MLflow logging
    included; whatever ``--stack auto`` decides: its choice line is printed);
 2. ``collect one at a time``: the same with ``--stack off --workers 1``;
-3. ``plain loop``: in this process, one configuration after another: the run's data tensors
+3. ``collect --stack on``: the same with ``--stack on`` (every stackable group stacked, whatever ``auto`` says), to
+   check ``auto``'s choice;
+4. ``plain loop``: in this process, one configuration after another: the run's data tensors
    (``collect.data.load_dataset``, the same arrays collect trains on), ``nn.Sequential`` + ``torch.optim.SGD``, a
    ``randperm`` per epoch, then the final train and test accuracy and the output margins
    γ_i = f_{y_i}(x_i) − max_{j≠y_i} f_j(x_i) on the training set (what the margins-only collect run computes, minus
@@ -188,7 +190,7 @@ def main() -> None:
     p.add_argument("--runs", type=int, default=64, help="configurations (seeds x 4 learning rates, trimmed; default 64)")
     p.add_argument("--epochs", type=int, default=20, help="fixed budget stop.max_epochs (default 20)")
     p.add_argument("--n-points", type=int, default=1000, help="n_train = n_test (default 1000, the quick sweep's)")
-    p.add_argument("--repeats", type=int, default=1, help="repeat the three rows N times interleaved; median ratios")
+    p.add_argument("--repeats", type=int, default=1, help="repeat the four rows N times interleaved; median ratios")
     p.add_argument("--tiny", action="store_true", help="4 runs, 1 epoch, 200 points: checks that it runs")
     args = p.parse_args()
     if args.tiny:
@@ -223,19 +225,23 @@ def main() -> None:
             print(f"WARNING: the 1-minute load average at start ({load_start:.2f}) exceeds the {cores} cores: the machine "
                   "is loaded and these figures are worthless; re-run on an idle machine")
 
-        rows: dict[str, list[float]] = {"collect default": [], "collect one at a time": [], "plain loop": []}
+        rows: dict[str, list[float]] = {"collect default": [], "collect one at a time": [], "collect --stack on": [],
+                                        "plain loop": []}
         for rep in range(args.repeats):
             default = run_collect(spec, tmp / f"a{rep}.db", trim, [])
             alone = run_collect(spec, tmp / f"b{rep}.db", trim, ["--stack", "off", "--workers", "1"])
+            stack_on = run_collect(spec, tmp / f"c{rep}.db", trim, ["--stack", "on"])
             plain = plain_loop(cfgs, device)
             print(f"repeat {rep + 1}/{args.repeats}: collect default {default.seconds:.2f} s, one at a time "
-                  f"{alone.seconds:.2f} s, plain loop {plain:.2f} s; collect default printed: {default.choice}")
-            for name, row in (("default", default), ("one at a time", alone)):
+                  f"{alone.seconds:.2f} s, --stack on {stack_on.seconds:.2f} s, plain loop {plain:.2f} s; "
+                  f"collect default printed: {default.choice}; --stack on printed: {stack_on.choice}")
+            for name, row in (("default", default), ("one at a time", alone), ("--stack on", stack_on)):
                 if row.finished != len(cfgs):
                     print(f"WARNING: collect {name} finished {row.finished} of {len(cfgs)} runs ({row.failed} failed): "
                           "its time is not comparable")
             rows["collect default"].append(default.seconds)
             rows["collect one at a time"].append(alone.seconds)
+            rows["collect --stack on"].append(stack_on.seconds)
             rows["plain loop"].append(plain)
 
     print(f"\n{'path':24s} {'seconds':>8s} {'runs/s':>8s} {'GFLOP/s':>8s}   (median of {args.repeats}; training FLOPs "

@@ -5,7 +5,8 @@ that stack's shapes.
 Setting (the quick sweep's model and data): MNIST 784 inputs, ``--n-train`` points (1,000), fcn 784-W-W-10
 (W = ``--width``, 128), batch 32, SGD, ``--epochs`` epochs (20), ``--runs`` runs (16) that differ in seed and
 learning rate (0.02, 0.05 alternating), ``--threads`` torch threads (2). Every path trains the same ``--runs``
-configurations for the same number of steps (a budget, no target).
+configurations for the same number of steps (a budget, no target). The rows run in ``--repeats`` interleaved rounds
+(5), each round in a shuffled order (seeded), and each figure is the median over the rounds.
 
 Rows:
 
@@ -13,9 +14,13 @@ Rows:
   another (the naive script a researcher would write);
 - ``train() per-epoch eval``: ``collect.train.train`` as ``run_one`` calls it (a full train + test evaluation each
   epoch: the curves and the stop rule's checks);
-- ``train() eval at end``: the same with ``stop.eval_every`` = the budget, i.e. the training step alone;
+- ``train() eval at end``: the same with ``stop.eval_every`` = the budget (the training steps and one evaluation);
+- ``train() steps alone``: the marginal cost of its step, the final evaluation excluded: (t(E epochs) − t(1 epoch))
+  / (E − 1) epochs, scaled to E epochs (both with one evaluation at the end), against the plain loop's step;
 - ``stack of R per-epoch eval``: ``train_stack`` on all runs at once, as ``--stack`` runs it;
-- ``stack of R eval at end``: the same with one evaluation at the end, i.e. the stacked training step alone;
+- ``stack of R eval at end``: the same with one evaluation at the end (set-up, data and models included);
+- ``stack of R steps alone``: the marginal cost of the stacked step, set-up and the final evaluation excluded:
+  (t(E epochs) − t(1 epoch)) / (E − 1) epochs, scaled to E epochs (both stacks with one evaluation at the end);
 - ``bmm rate``: the batched matrix products one stacked SGD step performs (forward, weight gradients, input
   gradients of the hidden layers) timed alone, the ceiling for the stack.
 
@@ -32,6 +37,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
+import random
+import statistics
 import time
 
 import torch
@@ -95,10 +103,12 @@ def plain_loop(cfgs: list, device: torch.device) -> float:
     return total
 
 
-def flatlas_single(cfgs: list, device: torch.device, eval_at_end: bool) -> tuple[float, int]:
+def flatlas_single(cfgs: list, device: torch.device, eval_at_end: bool, epochs: int | None = None) -> tuple[float, int]:
     """Seconds (training only, as ``train`` reports them) and steps per run of ``collect.train.train``."""
     total, steps = 0.0, 0
     for cfg in cfgs:
+        if epochs is not None:
+            cfg = dataclasses.replace(cfg, stop=dataclasses.replace(cfg.stop, max_epochs=epochs))
         if eval_at_end:
             spe = -(-cfg.data.n_train // cfg.optim.batch_size)
             cfg = dataclasses.replace(cfg, stop=dataclasses.replace(cfg.stop, eval_every=cfg.stop.max_epochs * spe))
@@ -115,7 +125,9 @@ def flatlas_single(cfgs: list, device: torch.device, eval_at_end: bool) -> tuple
     return total, steps
 
 
-def stacked(cfgs: list, device: torch.device, eval_at_end: bool = False) -> float:
+def stacked(cfgs: list, device: torch.device, eval_at_end: bool = False, epochs: int | None = None) -> float:
+    if epochs is not None:
+        cfgs = [dataclasses.replace(c, stop=dataclasses.replace(c.stop, max_epochs=epochs)) for c in cfgs]
     for cfg in cfgs:  # the data cache is warm, as in plain_loop
         load_dataset(cfg.data, cfg.data_seed)
     if eval_at_end:
@@ -161,6 +173,7 @@ def main() -> None:
     p.add_argument("--dataset", default="mnist")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--device", default="cpu")
+    p.add_argument("--repeats", type=int, default=5, help="interleaved rounds; every figure is the median over them")
     p.add_argument("--tiny", action="store_true", help="4 runs, 1 epoch, 200 points: checks that it runs")
     args = p.parse_args()
     if args.tiny:
@@ -174,23 +187,55 @@ def main() -> None:
 
     warm = [dataclasses.replace(c, stop=dataclasses.replace(c.stop, max_epochs=1)) for c in cfgs[:2]]
     plain_loop(warm, device), flatlas_single(warm, device, False), stacked(warm, device)  # first-call costs
-    plain = plain_loop(cfgs, device)
-    single, steps = flatlas_single(cfgs, device, eval_at_end=False)
-    single_end, _ = flatlas_single(cfgs, device, eval_at_end=True)
-    stack = stacked(cfgs, device)
-    stack_end = stacked(cfgs, device, eval_at_end=True)
-    rate = bmm_rate(args.runs, args.batch, dims, device, repeats=max(5, steps // 4))
+    times: dict[str, list[float]] = {k: [] for k in ("plain", "single", "single_end", "single_steps", "stack",
+                                                     "stack_end", "stack_steps", "rate")}
+
+    def marginal(full: float, one_epoch: float) -> float:
+        return (full - one_epoch) * args.epochs / (args.epochs - 1) if args.epochs > 1 else math.nan
+
+    steps = max(1, args.epochs * -(-args.n_train // args.batch))
+
+    def single_pair() -> None:
+        full = flatlas_single(cfgs, device, eval_at_end=True)[0]
+        times["single_end"].append(full)
+        times["single_steps"].append(marginal(full, flatlas_single(cfgs, device, True, epochs=1)[0]))
+
+    def stack_pair() -> None:
+        full = stacked(cfgs, device, eval_at_end=True)
+        times["stack_end"].append(full)
+        times["stack_steps"].append(marginal(full, stacked(cfgs, device, eval_at_end=True, epochs=1)))
+
+    tasks = [
+        lambda: times["plain"].append(plain_loop(cfgs, device)),
+        lambda: times["single"].append(flatlas_single(cfgs, device, eval_at_end=False)[0]),
+        single_pair,
+        lambda: times["stack"].append(stacked(cfgs, device)),
+        stack_pair,
+        lambda: times["rate"].append(bmm_rate(args.runs, args.batch, dims, device, repeats=max(5, steps // 4))),
+    ]
+    order = random.Random(0)
+    for _ in range(args.repeats):  # interleaved rounds in a shuffled order: a slow spell or a position in the round
+        order.shuffle(tasks)  # favours no row
+        for task in tasks:
+            task()
+    plain, single, single_end, single_steps, stack, stack_end, stack_steps, rate = (statistics.median(times[k])
+                                                                                    for k in times)
     total_flops = args.runs * steps * flops_step
 
     print(f"{args.runs} runs x {steps} steps, fcn {'-'.join(map(str, dims))}, batch {args.batch}, {args.dataset} "
-          f"{args.n_train} points, {args.threads} threads, {device}")
+          f"{args.n_train} points, {args.threads} threads, {device}; median of {args.repeats} interleaved rounds")
     print(f"{'path':30s} {'seconds':>8s} {'ms/step/run':>12s} {'GFLOP/s':>8s} {'vs plain':>9s} {'% bmm':>6s}")
     for name, secs in (("plain loop", plain), ("train() per-epoch eval", single), ("train() eval at end", single_end),
-                       (f"stack of {args.runs} per-epoch eval", stack), (f"stack of {args.runs} eval at end", stack_end)):
+                       ("train() steps alone", single_steps),
+                       (f"stack of {args.runs} per-epoch eval", stack), (f"stack of {args.runs} eval at end", stack_end),
+                       (f"stack of {args.runs} steps alone", stack_steps)):
         gflops = total_flops / secs / 1e9
         print(f"{name:30s} {secs:8.2f} {1e3 * secs / (args.runs * steps):12.3f} {gflops:8.1f} {plain / secs:9.2f} "
               f"{100 * gflops / rate:6.0f}")
     print(f"{'bmm rate (stack shapes)':30s} {'':8s} {'':12s} {rate:8.1f}")
+    print("each round (seconds; bmm rate in GFLOP/s), to judge the machine's noise:")
+    for key, values in times.items():
+        print(f"  {key:12s} " + " ".join(f"{v:6.2f}" for v in values))
 
 
 if __name__ == "__main__":

@@ -163,9 +163,11 @@ def test_stop_rule_deadline_is_target_step_plus_extra_epochs_capped_by_the_budge
     assert late.deadline == 40 and late.stop_reason == "train_acc"  # min(budget, 36 + 20)
 
 
-def test_divergence_of_a_minibatch_loss_is_caught_at_the_next_evaluation():
-    """The step returns a NaN minibatch loss once while the weights stay finite: the run still fails, at the first
-    evaluation after it (the loss is read on the evaluation schedule, never per step)."""
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
+def test_divergence_of_a_minibatch_loss_is_caught_at_the_next_evaluation(bad):
+    """The step returns a non-finite minibatch loss once while the weights stay finite: the run still fails, at the
+    first evaluation after it (the losses are summed on the device and read on the evaluation schedule, never per
+    step; later finite losses do not hide it)."""
     cfg = run_config_from_dict({"optim": {"lr": 0.1, "batch_size": 16}, "stop": {"max_epochs": 5}})
     calls = {"n": 0}
 
@@ -175,7 +177,7 @@ def test_divergence_of_a_minibatch_loss_is_caught_at_the_next_evaluation():
         def step(sampler):
             calls["n"] += 1
             loss = inner(sampler)
-            return torch.tensor(float("nan")) if calls["n"] == 6 else loss
+            return torch.tensor(bad) if calls["n"] == 6 else loss
 
         step.optimizer = inner.optimizer
         return step
