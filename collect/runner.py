@@ -28,6 +28,7 @@ from collect.store_check import write_failure_error
 from collect.sweep import PlannedRun
 from collect import claims, tracking
 from collect.train import Diverged, TensorData, train
+from collect.train_stacked import train_alone, trains_alone
 from collect.train_outcome import chance_level, outcome_metrics, outcome_tags
 
 
@@ -123,8 +124,9 @@ def compute_measures(ctx: MeasureContext, names_and_options: Sequence[tuple[str,
 def run_one(planned: PlannedRun, target: SweepTarget, train_fn: Callable | None = None) -> RunOutcome:
     """Claim, train and measure one configuration, logging everything as a child run of ``target.parent_run_id``.
 
-    ``train_fn`` (None: ``collect.train.train``) is replaced by ``collect.train_stacked.replay_train`` to hand over weights trained
-    in a stack instead of training here.
+    ``train_fn`` (None: ``collect.train_stacked.train_alone`` for a run it ``trains_alone``, else
+    ``collect.train.train``) is replaced by ``collect.train_stacked.replay_train`` to hand over weights trained in a
+    stack instead of training here.
 
     SKIPPED (nothing trained, the claim run deleted) when another invocation already finished or trains it.
     """
@@ -190,7 +192,9 @@ def _train_measure_log(
             return {k.split(".", 1)[1]: v for k, v in values.items()}  # logged as curve/<key>
 
         mid = cfg.transform.at_epoch
-        result = (train_fn or train)(
+        if train_fn is None:
+            train_fn = train_alone if trains_alone(cfg) else train
+        result = train_fn(
             cfg, model, data, loss_fn, lambda m: build_optimizer(cfg.optim, m, loss_fn), on_eval=on_eval,
             progress=target.progress, transform_at=(mid, lambda m: apply_transforms(m, cfg)) if mid else None,
         )

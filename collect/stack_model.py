@@ -182,6 +182,34 @@ class StackedFCN:
 
         (m the run's dropout mask scaled by 1/(1 − p); φ' = 1[z > 0] for ReLU, 1 − φ(z)² for tanh). Dropout draws
         the same masks from the same generators as ``forward``."""
+        losses, inputs, slopes, delta = self._output_delta(x, y)
+        for i in range(len(self.weights) - 1, -1, -1):
+            torch.bmm(inputs[i].transpose(1, 2), delta, out=grads[2 * i])
+            torch.sum(delta, dim=1, out=grads[2 * i + 1])
+            if i > 0:
+                delta = torch.bmm(delta, self.weights[i].transpose(1, 2)).mul_(slopes[i - 1])
+        return losses
+
+    @torch.no_grad()
+    def cross_entropy_sgd_step(self, x: Tensor, y: Tensor, opt: "StackedOptimizer") -> Tensor:
+        """One SGD step of every run on its batch (as ``cross_entropy_grads`` + ``opt.step``), each weight
+        gradient accumulated straight into the tensor it updates (``StackedOptimizer.sgd_update``): no gradient
+        is stored and read back. W_k is read for δ_{k−1} before it is updated. Without momentum δ_K is scaled by
+        −η_r first; the chain is linear in δ, so every δ_k is then −η_r ∂L_r/∂z_k. Returns the (R,) losses."""
+        losses, inputs, slopes, delta = self._output_delta(x, y)
+        if not opt.use_momentum:
+            delta.mul_(opt.neg_lr)
+        for i in range(len(self.weights) - 1, -1, -1):
+            below = torch.bmm(delta, self.weights[i].transpose(1, 2)).mul_(slopes[i - 1]) if i > 0 else None
+            opt.sgd_update(2 * i, self.weights[i], inputs[i], delta)
+            opt.sgd_update(2 * i + 1, self.biases[i], None, delta)
+            delta = below
+        opt.steps += 1
+        return losses
+
+    def _output_delta(self, x: Tensor, y: Tensor) -> tuple[Tensor, list[Tensor], list[Tensor], Tensor]:
+        """The forward pass of ``cross_entropy_grads``: (R,) losses, each layer's input h_k, each hidden layer's
+        m ⊙ φ'(z_k), and δ_K = (softmax(z_K) − onehot(y)) / B."""
         last = len(self.weights) - 1
         inputs: list[Tensor] = []
         slopes: list[Tensor] = []
@@ -206,12 +234,7 @@ class StackedFCN:
         losses = -log_p.gather(2, picked).squeeze(-1).mean(1)
         delta = log_p.exp_()
         delta.scatter_add_(2, picked, torch.full_like(picked, -1, dtype=delta.dtype)).div_(delta.shape[1])
-        for i in range(last, -1, -1):
-            torch.bmm(inputs[i].transpose(1, 2), delta, out=grads[2 * i])
-            torch.sum(delta, dim=1, out=grads[2 * i + 1])
-            if i > 0:
-                delta = torch.bmm(delta, self.weights[i].transpose(1, 2)).mul_(slopes[i - 1])
-        return losses
+        return losses, inputs, slopes, delta
 
     def select(self, keep: Tensor) -> None:
         """Keep only the runs at positions ``keep`` (a stopped run leaves the stack)."""
@@ -259,6 +282,8 @@ class StackedOptimizer:
         """Per-run hyper-parameters shaped to broadcast over each stacked parameter (rebuilt when runs leave)."""
         self.hp = [tuple(_per_run(v, p) for v in (self.lr, self.wd, self.momentum)) for p in params]
         self.use_wd, self.use_momentum = any(self.wd), any(self.momentum)
+        self.neg_lr = _per_run([-v for v in self.lr], params[0])  # (R, 1, 1): −η_r (``StackedFCN.cross_entropy_sgd_step``)
+        self.decay = [_per_run([1 - a * b for a, b in zip(self.lr, self.wd)], p) for p in params]  # 1 − η_r λ_r
         self.scratch = [torch.empty_like(p) for p in params] if self.name == "adam" else []
 
     @torch.no_grad()
@@ -281,6 +306,28 @@ class StackedOptimizer:
                 denom = torch.sqrt(v, out=self.scratch[i]).div_(math.sqrt(1 - b2**self.steps)).add_(ADAM_EPS)
                 torch.div(m, denom, out=denom)
                 p.addcmul_(lr / (1 - b1**self.steps), denom, value=-1.0)
+
+    @torch.no_grad()
+    def sgd_update(self, i: int, p: Tensor, h: Tensor | None, delta: Tensor) -> None:
+        """SGD's update of parameter i with its loss gradient given as a product, accumulated into the tensor it
+        updates: hᵀδ summed over the batch for a weight (h (R, B, in), δ (R, B, out)), Σ_B δ for a bias (h None).
+        With momentum (δ = ∂L/∂z):  m ← μ m + λ w + hᵀδ;  w ← w − η m.  Without (δ = −η ∂L/∂z, see
+        ``StackedFCN.cross_entropy_sgd_step``):  w ← (1 − η λ) w + hᵀδ. Equal to ``step`` up to rounding (the
+        products are accumulated, not added after)."""
+        lr, wd, mom = self.hp[i]
+        acc = p
+        if self.use_momentum:
+            acc = self.state[i][0].mul_(mom)
+            if self.use_wd:
+                acc.addcmul_(wd, p)
+        elif self.use_wd:
+            p.mul_(self.decay[i])
+        if h is None:
+            acc.add_(delta.sum(1))
+        else:
+            acc.baddbmm_(h.transpose(1, 2), delta)
+        if self.use_momentum:
+            p.addcmul_(lr, acc, value=-1.0)
 
     def select(self, keep: Tensor, params: list[Tensor]) -> None:
         idx = keep.tolist()

@@ -1,8 +1,8 @@
 """Which runs of a sweep can be trained together as one stack (``collect.train_stacked``), and in which groups.
 
 Configurations that share architecture, data sizes, batch size, optimizer, loss and stopping rule but differ in
-seed, learning rate, weight decay, momentum, dropout rate, initialisation scale or data seed share a stack
-(``shape_key``). What is not stacked (it runs one at a time, with a message): architectures other than ``fcn`` and
+seed, learning rate, weight decay, momentum (non-zero values; runs without momentum form their own stacks), dropout
+rate, initialisation scale or data seed share a stack (``shape_key``). What is not stacked (it runs one at a time, with a message): architectures other than ``fcn`` and
 ``fcn_bn`` (batch norm is stacked), optimizers other than sgd / gd / adam, SWA, a mid-training transform, curve measures, and groups of
 one run (``unsupported``).
 """
@@ -49,6 +49,9 @@ def unsupported(cfg: RunConfig) -> str | None:
 def shape_key(cfg: RunConfig) -> str:
     """Runs with equal keys can share a stack: the resolved config without the per-run fields."""
     d = cfg.to_dict()
+    # momentum or none: the stacked SGD step takes one of two paths (collect.stack_model.StackedOptimizer.sgd_update),
+    # so a run's arithmetic, and hence its result to the last bit, never depends on the other runs of its stack
+    d["optim"]["with_momentum"] = cfg.optim.momentum != 0
     for section, names in PER_RUN_FIELDS.items():
         if not names:
             d.pop(section, None)

@@ -23,6 +23,7 @@ with training (the tests bound it: same stopping steps and accuracies, margins w
 
 from __future__ import annotations
 
+import copy
 import math
 import sys
 import time
@@ -37,9 +38,10 @@ from collect.data import load_dataset
 from collect.losses import get_loss, output_dim
 from collect.logits import predict
 from collect.models import build_model, layers_in_order
+from collect.stack_plan import unsupported
 from collect.stack_model import StackedFCN, StackedOptimizer, per_run_loss
 from collect.stop_rule import Diverged, StopRule, full_loss_divergence, minibatch_divergence
-from collect.train import BatchSampler, TrainResult, one_more_step
+from collect.train import BatchSampler, TensorData, TrainResult
 
 EVAL_BATCH = 4096  # collect.train.evaluate's batch size
 
@@ -106,10 +108,16 @@ def _stack_data(configs: Sequence[RunConfig], device: torch.device) -> tuple[_Da
 def train_stack(configs: Sequence[RunConfig], device: torch.device, progress: bool = False) -> list[StackedRun]:
     """Train runs that share a ``collect.stack_plan.shape_key`` together; one ``StackedRun`` per config, in order."""
     started = time.perf_counter()
-    first = configs[0]
     data, ds = _stack_data(configs, device)
     models = [build_model(c.model, ds[i].input_shape, output_dim(c.loss, ds[i].num_classes), c.seed)
               for i, c in enumerate(configs)]
+    return _train(configs, data, models, device, started, progress)
+
+
+def _train(configs: Sequence[RunConfig], data: _Data, models: Sequence[nn.Module], device: torch.device,
+           started: float, progress: bool) -> list[StackedRun]:
+    """The stacked training loop of ``train_stack`` on the stack's data and the runs' initial models."""
+    first = configs[0]
     net = StackedFCN.from_models(
         models, first.model.activation, [c.model.dropout for c in configs],
         [torch.Generator(device=device).manual_seed(c.seed) for c in configs], device,
@@ -141,14 +149,16 @@ def train_stack(configs: Sequence[RunConfig], device: torch.device, progress: bo
         else:
             xb, yb = data.x_train[rows_of_active, idx], data.y_train[rows_of_active, idx]
         params = net.params()
-        if explicit:
+        if explicit and opt.name == "sgd":
+            losses = net.cross_entropy_sgd_step(xb, yb, opt)
+        elif explicit:
             if len(grads) != len(params) or grads[0].shape != params[0].shape:
                 grads = [torch.empty_like(p, requires_grad=False) for p in params]
             losses = net.cross_entropy_grads(xb, yb, grads)
+            opt.step(params, grads)
         else:
             losses = per_run_loss(loss_fn, net.forward(xb, train=True), yb, fused)
-            grads = list(torch.autograd.grad(losses.sum(), params))
-        opt.step(params, grads)
+            opt.step(params, list(torch.autograd.grad(losses.sum(), params)))
         step += 1
         loss_sums.add_(losses.detach())
         if progress and step % spe == 0:
@@ -238,21 +248,70 @@ def replay_train(result: StackedRun) -> Callable:
             norms = [m for m in model.modules() if isinstance(m, nn.BatchNorm1d)]
             for norm, state in zip(norms, result.norm_states):
                 norm.load_state_dict({k: v.to(device) for k, v in state.items()})
-        step_fn = build_step(model)
-        params = [p for p in model.parameters() if p.requires_grad]
-        # the stack's optimizer state is in the model's parameter order (StackedFCN.params)
-        for p, st in zip(params, result.optimizer_state):
-            if st:
-                step_fn.optimizer.state[p] = {k: v.to(device) if k != "step" else v for k, v in st.items()}
         sampler = result.sampler.bound_to(data.x_train, data.y_train)  # the run's own data, on run_one's device
         model.eval()
         return TrainResult(
             model=model, init_state=init_state, steps=result.steps, epochs=result.epochs, stop_reason=result.stop_reason,
             converged=result.target_step is not None, target_step=result.target_step, curves=result.curves,
-            seconds=result.seconds, next_iterate=one_more_step(model, step_fn, sampler),
+            seconds=result.seconds, next_iterate=_next_iterate(model, result.optimizer_state, build_step, sampler),
         )
 
     return train_fn
+
+
+def _next_iterate(model: nn.Module, optimizer_state: list[dict[str, Tensor]], build_step: Callable,
+                  sampler: BatchSampler) -> Callable[[], dict[str, Tensor]]:
+    """``collect.train.one_more_step`` for a run trained elsewhere: the parameters after one more optimizer step from
+    the final iterate, with the stack's optimizer state (in the model's parameter order, ``StackedFCN.params``),
+    on copies. The step is built only when called: a torch optimizer's first construction in a process imports
+    ``torch._dynamo`` (about 2 s), which a sweep whose measures never take this step does not pay."""
+    frozen = copy.deepcopy((model, sampler))
+
+    def next_iterate() -> dict[str, Tensor]:
+        m, b = copy.deepcopy(frozen)
+        device = next(m.parameters()).device
+        step_fn = build_step(m)
+        for p, st in zip([p for p in m.parameters() if p.requires_grad], optimizer_state):
+            if st:
+                step_fn.optimizer.state[p] = {k: v.to(device, copy=True) if k != "step" else v.clone()
+                                              for k, v in st.items()}  # copies: the step updates its state in place
+        m.train()
+        step_fn(b)
+        return {k: v.detach() for k, v in m.named_parameters()}
+
+    return next_iterate
+
+
+def trains_alone(cfg: RunConfig) -> bool:
+    """Whether ``run_one`` trains ``cfg`` by ``train_alone``: a run stacked training supports
+    (``collect.stack_plan.unsupported`` is None) whose gradients it writes out (``StackedFCN.explicit_gradients``:
+    an fcn without batch norm; cross-entropy). Batch-norm nets and other losses keep ``collect.train.train``, whose
+    autograd step is the faster one for them."""
+    return (unsupported(cfg) is None and cfg.model.arch == "fcn" and not cfg.model.batch_norm
+            and cfg.loss == "cross_entropy")
+
+
+def train_alone(config: RunConfig, model: nn.Module, data: TensorData, loss_fn, build_step, on_eval=None,
+                progress: bool = True, transform_at=None) -> TrainResult:
+    """A ``train_fn`` for ``collect.runner.run_one`` (``collect.train.train``'s signature) for one run that
+    ``trains_alone``: the run trained as a stack of one (``_train``), then handed over as ``replay_train``
+    hands over a stacked run. A run's arithmetic in a stack does not depend on the other runs, so it trains to the
+    same result one at a time as in any stack (tests/collect/test_stacked.py: equal to 1e-6 relative, same stopping
+    steps). Its step costs less than ``train``'s: the gradients are written out, and with SGD
+    ``cross_entropy_sgd_step`` needs no optimizer pass either. Same initialisation, data order, dropout
+    masks (on the CPU), stop rule and curves as ``train``, weights equal to rounding. Such a run has no curve
+    measures and no mid-training transform, so ``on_eval`` has nothing to add and ``transform_at`` is None."""
+    if not trains_alone(config):
+        raise ValueError("train_alone trains an fcn without batch norm on cross-entropy, as stacked training supports "
+                         f"it ({unsupported(config) or 'batch norm or another loss'}); train this run with "
+                         "collect.train.train")
+    started = time.perf_counter()
+    device = data.x_train.device
+    n_train, n_test = data.x_train.shape[0], data.x_test.shape[0]
+    stack_data = _Data(data.x_train.reshape(n_train, -1), data.y_train, data.x_test.reshape(n_test, -1), data.y_test,
+                       shared=True)
+    (result,) = _train([config], stack_data, [model], device, started, progress=False)
+    return replay_train(result)(config, model, data, loss_fn, build_step)
 
 
 def train_stack_in_worker(configs: Sequence[RunConfig], threads: int | None) -> list[StackedRun]:

@@ -17,6 +17,9 @@ Rows:
 - ``train() eval at end``: the same with ``stop.eval_every`` = the budget (the training steps and one evaluation);
 - ``train() steps alone``: the marginal cost of its step, the final evaluation excluded: (t(E epochs) − t(1 epoch))
   / (E − 1) epochs, scaled to E epochs (both with one evaluation at the end), against the plain loop's step;
+- ``train_alone() ...``: the same three rows for ``collect.train_stacked.train_alone``, which ``run_one`` uses one
+  run at a time for these runs (fcn, SGD, cross-entropy): a stack of one whose step is the written-out chain rule with
+  the SGD update accumulated into the weights;
 - ``stack of R per-epoch eval``: ``train_stack`` on all runs at once, as ``--stack`` runs it;
 - ``stack of R eval at end``: the same with one evaluation at the end (set-up, data and models included);
 - ``stack of R steps alone``: the marginal cost of the stacked step, set-up and the final evaluation excluded:
@@ -53,7 +56,7 @@ from collect.models import build_model
 from collect.optim import build_optimizer
 from collect.runner import to_tensors
 from collect.train import train
-from collect.train_stacked import train_stack
+from collect.train_stacked import train_alone, train_stack
 
 
 def configs(args: argparse.Namespace) -> list:
@@ -103,8 +106,10 @@ def plain_loop(cfgs: list, device: torch.device) -> float:
     return total
 
 
-def flatlas_single(cfgs: list, device: torch.device, eval_at_end: bool, epochs: int | None = None) -> tuple[float, int]:
-    """Seconds (training only, as ``train`` reports them) and steps per run of ``collect.train.train``."""
+def flatlas_single(cfgs: list, device: torch.device, eval_at_end: bool, epochs: int | None = None,
+                   fn=train) -> tuple[float, int]:
+    """Seconds (training only, as ``fn`` reports them) and steps per run of ``fn``: ``collect.train.train`` or
+    ``collect.train_stacked.train_alone`` (what ``run_one`` uses for these runs)."""
     total, steps = 0.0, 0
     for cfg in cfgs:
         if epochs is not None:
@@ -118,7 +123,7 @@ def flatlas_single(cfgs: list, device: torch.device, eval_at_end: bool, epochs: 
         loss_fn = get_loss(cfg.loss)
         data = to_tensors(ds, device)
         sync(device)
-        result = train(cfg, model, data, loss_fn, lambda m: build_optimizer(cfg.optim, m, loss_fn), progress=False)
+        result = fn(cfg, model, data, loss_fn, lambda m: build_optimizer(cfg.optim, m, loss_fn), progress=False)
         sync(device)
         total += result.seconds
         steps = result.steps
@@ -187,8 +192,10 @@ def main() -> None:
 
     warm = [dataclasses.replace(c, stop=dataclasses.replace(c.stop, max_epochs=1)) for c in cfgs[:2]]
     plain_loop(warm, device), flatlas_single(warm, device, False), stacked(warm, device)  # first-call costs
-    times: dict[str, list[float]] = {k: [] for k in ("plain", "single", "single_end", "single_steps", "stack",
-                                                     "stack_end", "stack_steps", "rate")}
+    flatlas_single(warm, device, False, fn=train_alone)
+    times: dict[str, list[float]] = {k: [] for k in ("plain", "single", "single_end", "single_steps", "alone",
+                                                     "alone_end", "alone_steps", "stack", "stack_end", "stack_steps",
+                                                     "rate")}
 
     def marginal(full: float, one_epoch: float) -> float:
         return (full - one_epoch) * args.epochs / (args.epochs - 1) if args.epochs > 1 else math.nan
@@ -200,6 +207,11 @@ def main() -> None:
         times["single_end"].append(full)
         times["single_steps"].append(marginal(full, flatlas_single(cfgs, device, True, epochs=1)[0]))
 
+    def alone_pair() -> None:
+        full = flatlas_single(cfgs, device, eval_at_end=True, fn=train_alone)[0]
+        times["alone_end"].append(full)
+        times["alone_steps"].append(marginal(full, flatlas_single(cfgs, device, True, epochs=1, fn=train_alone)[0]))
+
     def stack_pair() -> None:
         full = stacked(cfgs, device, eval_at_end=True)
         times["stack_end"].append(full)
@@ -209,6 +221,8 @@ def main() -> None:
         lambda: times["plain"].append(plain_loop(cfgs, device)),
         lambda: times["single"].append(flatlas_single(cfgs, device, eval_at_end=False)[0]),
         single_pair,
+        lambda: times["alone"].append(flatlas_single(cfgs, device, eval_at_end=False, fn=train_alone)[0]),
+        alone_pair,
         lambda: times["stack"].append(stacked(cfgs, device)),
         stack_pair,
         lambda: times["rate"].append(bmm_rate(args.runs, args.batch, dims, device, repeats=max(5, steps // 4))),
@@ -218,8 +232,8 @@ def main() -> None:
         order.shuffle(tasks)  # favours no row
         for task in tasks:
             task()
-    plain, single, single_end, single_steps, stack, stack_end, stack_steps, rate = (statistics.median(times[k])
-                                                                                    for k in times)
+    (plain, single, single_end, single_steps, alone, alone_end, alone_steps, stack, stack_end, stack_steps,
+     rate) = (statistics.median(times[k]) for k in times)
     total_flops = args.runs * steps * flops_step
 
     print(f"{args.runs} runs x {steps} steps, fcn {'-'.join(map(str, dims))}, batch {args.batch}, {args.dataset} "
@@ -227,6 +241,8 @@ def main() -> None:
     print(f"{'path':30s} {'seconds':>8s} {'ms/step/run':>12s} {'GFLOP/s':>8s} {'vs plain':>9s} {'% bmm':>6s}")
     for name, secs in (("plain loop", plain), ("train() per-epoch eval", single), ("train() eval at end", single_end),
                        ("train() steps alone", single_steps),
+                       ("train_alone() per-epoch eval", alone), ("train_alone() eval at end", alone_end),
+                       ("train_alone() steps alone", alone_steps),
                        (f"stack of {args.runs} per-epoch eval", stack), (f"stack of {args.runs} eval at end", stack_end),
                        (f"stack of {args.runs} steps alone", stack_steps)):
         gflops = total_flops / secs / 1e9

@@ -61,20 +61,23 @@ def test_resume_after_ctrl_c_completes_exactly_the_missing_runs(mlflow_uri, monk
     runs = runs_of()
     import collect.runner as runner
 
-    real_train, calls = runner.train, collections.Counter()
+    calls = collections.Counter()
 
-    def interrupt_third(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise KeyboardInterrupt
-        return real_train(*args, **kwargs)
+    def interrupt_third(real):
+        def wrapped(*args, **kwargs):
+            calls["n"] += 1
+            if calls["n"] == 3:
+                raise KeyboardInterrupt
+            return real(*args, **kwargs)
+        return wrapped
 
-    monkeypatch.setattr(runner, "train", interrupt_third)
-    with pytest.raises(KeyboardInterrupt):
-        run_sweep(runs, sweep="tiny", tracking_uri=mlflow_uri, device="cpu", progress=False)
+    with monkeypatch.context() as patch:  # both training paths of run_one
+        patch.setattr(runner, "train", interrupt_third(runner.train))
+        patch.setattr(runner, "train_alone", interrupt_third(runner.train_alone))
+        with pytest.raises(KeyboardInterrupt):
+            run_sweep(runs, sweep="tiny", tracking_uri=mlflow_uri, device="cpu", progress=False)
     _, _, kids = children(mlflow_uri)
     assert sorted(k.info.status for k in kids) == ["FINISHED", "FINISHED", "KILLED"]
-    monkeypatch.setattr(runner, "train", real_train)
 
     summary = run_sweep(runs, sweep="tiny", tracking_uri=mlflow_uri, device="cpu", progress=False)
     assert summary.skipped == 2 and summary.finished == 2

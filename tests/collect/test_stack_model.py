@@ -1,4 +1,5 @@
-"""The stacked FCN's written-out gradients against autograd through its own forward pass.
+"""The stacked FCN's written-out gradients against autograd through its own forward pass, and its fused SGD step
+against gradients followed by ``StackedOptimizer.step``.
 
 Reference: ``StackedFCN.forward`` + ``per_run_loss`` + ``torch.autograd.grad`` on the same weights, batch and dropout
 generators (so the same masks). In float64 (tolerance 1e-10 relative) the two sum the same products in different
@@ -11,7 +12,7 @@ import pytest
 import torch
 from torch import nn
 
-from collect.stack_model import StackedFCN, per_run_loss
+from collect.stack_model import StackedFCN, StackedOptimizer, per_run_loss
 from collect.losses import cross_entropy
 
 
@@ -52,3 +53,29 @@ def test_batch_norm_stacks_use_autograd():
     models = [nn.Sequential(nn.Linear(4, 5), nn.BatchNorm1d(5), nn.ReLU(), nn.Linear(5, 3)) for _ in range(2)]
     net = StackedFCN.from_models(models, "relu", [0.0, 0.0], [torch.Generator(), torch.Generator()], torch.device("cpu"))
     assert not net.explicit_gradients
+
+
+@pytest.mark.parametrize("momentum", [[0.0, 0.0, 0.0], [0.9, 0.5, 0.0]], ids=["plain", "momentum"])
+@pytest.mark.parametrize("wd", [[0.0, 0.0, 0.0], [1e-2, 0.0, 5e-2]], ids=["no-decay", "decay"])
+def test_fused_sgd_step_equals_gradients_then_step(momentum, wd):
+    """Three steps of ``cross_entropy_sgd_step`` (products accumulated into the parameters or the momentum) against
+    ``cross_entropy_grads`` + ``StackedOptimizer.step`` (torch.optim.SGD's formulas) on a copy, in float64: the same
+    arithmetic up to the order of additions, so 1e-10 relative; a wrong sign, learning rate, decay or momentum
+    order is off by far more."""
+    lr = [0.1, 0.05, 0.2]
+    fused, x, y = _stack("relu", [0.0, 0.2, 0.0])
+    ref, _, _ = _stack("relu", [0.0, 0.2, 0.0])
+    opt_fused = StackedOptimizer("sgd", fused.params(), lr, wd, momentum)
+    opt_ref = StackedOptimizer("sgd", ref.params(), lr, wd, momentum)
+    for _ in range(3):
+        grads = [torch.empty_like(p) for p in ref.params()]
+        want = ref.cross_entropy_grads(x, y, grads)
+        opt_ref.step(ref.params(), grads)
+        got = fused.cross_entropy_sgd_step(x, y, opt_fused)
+        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
+    for a, b in zip(fused.params(), ref.params()):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+    for a, b in zip(opt_fused.state, opt_ref.state):
+        torch.testing.assert_close(a[0], b[0], rtol=1e-10, atol=1e-12)
+    assert opt_fused.steps == opt_ref.steps == 3
+    assert not torch.allclose(fused.params()[0], _stack("relu", [0.0, 0.2, 0.0])[0].params()[0])  # it moved

@@ -20,7 +20,7 @@ from collect.optim import build_optimizer
 from collect.runner import run_sweep, to_tensors
 from collect.stack_executor import stacked_executor
 from collect.stack_plan import plan_stacks
-from collect.train_stacked import replay_train, train_stack
+from collect.train_stacked import replay_train, train_alone, train_stack, trains_alone
 from collect.sweep import expand, parse_spec
 from collect.train import train
 from collect.data import load_dataset
@@ -38,6 +38,8 @@ TINY = {
     "grid": {"model.dropout": [0.0, 0.3]},
     "zip": [{"optim.lr": [0.1, 0.05], "model.init_sigma_w": [1.0, 1.5], "optim.weight_decay": [0.0, 0.01]}],
 }
+PLAIN_SGD = {**TINY, "base": {**TINY["base"], "optim": {"optimizer": "sgd", "lr": 0.1, "batch_size": 16},
+                               "stop": {"max_epochs": 30, "train_acc": 0.95}}}  # slower than momentum
 ADAM = {**TINY, "base": {**TINY["base"], "optim": {"optimizer": "adam", "lr": 0.01, "batch_size": 16}}}
 BATCH_NORM = {**TINY, "base": {**TINY["base"], "model": {**TINY["base"]["model"], "batch_norm": True}}}
 FCN_BN = {**TINY, "base": {**TINY["base"], "model": {"arch": "fcn_bn", "width": 12},
@@ -75,7 +77,8 @@ def _margins(model, ds) -> torch.Tensor:
     return fy - other
 
 
-@pytest.mark.parametrize("spec", [TINY, ADAM, BATCH_NORM, FCN_BN], ids=["sgd-momentum", "adam", "batch-norm", "fcn_bn"])
+@pytest.mark.parametrize("spec", [TINY, PLAIN_SGD, ADAM, BATCH_NORM, FCN_BN],
+                         ids=["sgd-momentum", "sgd", "adam", "batch-norm", "fcn_bn"])
 def test_stacked_equals_one_at_a_time(spec) -> None:
     runs = _planned(spec)
     stacks, alone, _ = plan_stacks(runs)
@@ -99,6 +102,80 @@ def test_stacked_equals_one_at_a_time(spec) -> None:
         for k in nxt_ref:
             assert torch.allclose(nxt_got[k], nxt_ref[k], rtol=1e-4, atol=1e-5), k
     assert len(stop_points) > 1  # runs stopped at different steps, each at its own
+
+
+def _alone(cfg):
+    ds = load_dataset(cfg.data, cfg.data_seed)
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg.model, ds.input_shape, ds.num_classes, cfg.seed)
+    loss_fn = get_loss(cfg.loss)
+    got = train_alone(cfg, model, to_tensors(ds, torch.device("cpu")), loss_fn,
+                      lambda m: build_optimizer(cfg.optim, m, loss_fn))
+    assert got.model is model
+    return got, ds
+
+
+@pytest.mark.parametrize("spec", [TINY, PLAIN_SGD, ADAM], ids=["sgd-momentum", "sgd", "adam"])
+def test_a_run_trained_alone_equals_train(spec) -> None:
+    """``train_alone`` (run_one's path for such runs: a stack of one) against ``collect.train.train`` on the same
+    model object run_one builds, at the tolerance of the stacked test above (rounding amplified by training)."""
+    for planned in _planned(spec):
+        cfg = planned.config
+        assert trains_alone(cfg)
+        ref, ds = _one_at_a_time(cfg)
+        got, _ = _alone(cfg)
+        assert (got.steps, got.stop_reason, got.target_step) == (ref.steps, ref.stop_reason, ref.target_step)
+        assert [r["train_acc"] for r in got.curves] == [r["train_acc"] for r in ref.curves]
+        assert [r["test_acc"] for r in got.curves] == [r["test_acc"] for r in ref.curves]
+        for a, b in zip(got.curves, ref.curves):
+            assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-4)
+        m_ref, m_got = _margins(ref.model, ds), _margins(got.model, ds)
+        assert torch.allclose(m_got, m_ref, rtol=1e-4, atol=1e-4 * float(m_ref.abs().max()))
+        for k, v in ref.init_state.items():
+            assert torch.equal(got.init_state[k], v), k
+        if not cfg.model.dropout:  # the next iterate, built on demand, continues the same optimizer state
+            nxt_ref, nxt_got = ref.next_iterate(), got.next_iterate()
+            for k in nxt_ref:
+                assert torch.allclose(nxt_got[k], nxt_ref[k], rtol=1e-4, atol=1e-5), k
+            assert all(torch.equal(a, b) for a, b in zip(got.next_iterate().values(), nxt_got.values()))  # same each call
+
+
+@pytest.mark.parametrize("spec", [TINY, PLAIN_SGD, ADAM], ids=["sgd-momentum", "sgd", "adam"])
+def test_stacked_runs_equal_the_same_runs_one_at_a_time(spec) -> None:
+    """A stack of 8 (dropout 0 and 0.3, weight decay 0 and 0.01, two learning rates) against each run as run_one
+    trains it one at a time (``train_alone``): a run's arithmetic does not depend on the other runs of its stack,
+    so weights, every curve value and the margins agree to 1e-6 relative (in practice bit for bit) and the
+    stopping steps are identical."""
+    configs = [p.config for p in _planned(spec)]
+    stacked = train_stack(configs, torch.device("cpu"))
+    assert len({r.steps for r in stacked}) > 1
+    for cfg, run in zip(configs, stacked):
+        got, ds = _alone(cfg)
+        ref = _stacked(cfg, run)
+        assert (got.steps, got.stop_reason, got.target_step) == (ref.steps, ref.stop_reason, ref.target_step)
+        assert len(got.curves) == len(ref.curves)
+        for a, b in zip(got.curves, ref.curves):
+            assert a.keys() == b.keys()
+            for k in a:
+                assert a[k] == pytest.approx(b[k], rel=1e-6, abs=1e-12), k
+        for (k, v), w in zip(ref.model.state_dict().items(), got.model.state_dict().values()):
+            torch.testing.assert_close(w, v, rtol=1e-6, atol=1e-6 * float(v.abs().max()))
+        torch.testing.assert_close(_margins(got.model, ds), _margins(ref.model, ds), rtol=1e-6, atol=1e-7)
+
+
+def test_only_fcns_without_batch_norm_train_alone() -> None:
+    base = _planned(TINY)[0].config
+    assert trains_alone(base)
+    for change in ({"model": {**TINY["base"]["model"], "batch_norm": True}},
+                   {"model": {"arch": "fcn_bn", "width": 12}},
+                   {"optim": {"optimizer": "rmsprop", "lr": 0.01, "batch_size": 16}},
+                   {"model": {"arch": "lenet5"}},
+                   {"loss": "mse"}):
+        spec = {**TINY, "base": {**TINY["base"], **change}, "grid": {}, "zip": []}
+        cfg = _planned(spec)[0].config
+        assert not trains_alone(cfg), change
+        with pytest.raises(ValueError, match="collect.train.train"):
+            train_alone(cfg, None, None, None, None)
 
 
 def test_unsupported_runs_fall_back_with_a_reason() -> None:
