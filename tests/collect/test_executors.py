@@ -327,7 +327,7 @@ def slow_spec(name: str) -> dict:
     """Three configurations, each training for a few seconds, so that a run can be caught in progress."""
     return {**SPEC, "name": name, "grid": {"optim.lr": [0.05, 0.1, 0.2]},
             "base": {**SPEC["base"], "data": {"dataset": "digits", "n_train": 300, "n_test": 40},
-                     "stop": {"max_epochs": 12}, "optim": {"lr": 0.1, "batch_size": 10}}}
+                     "stop": {"max_epochs": 60}, "optim": {"lr": 0.1, "batch_size": 10}}}
 
 
 def kill_first_running_run(uri: str, experiment: str, alive, sig=signal.SIGKILL, timeout: float = 180):
