@@ -197,7 +197,7 @@ def test_workers_exit_when_the_driver_is_killed_and_the_next_invocation_closes_i
 
     spec = tmp_path / "race.toml"
     spec.write_text(SPEC.replace("n_train = 60", "n_train = 300").replace("batch_size = 20", "batch_size = 10")
-                    .replace("max_epochs = 1", "max_epochs = 60"))  # runs of a few seconds: caught while training
+                    .replace("max_epochs = 1", "max_epochs = 600"))  # runs of seconds: caught while training
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     driver = collect_process(spec, uri, "--workers", "2")
     try:

@@ -327,7 +327,7 @@ def slow_spec(name: str) -> dict:
     """Three configurations, each training for a few seconds, so that a run can be caught in progress."""
     return {**SPEC, "name": name, "grid": {"optim.lr": [0.05, 0.1, 0.2]},
             "base": {**SPEC["base"], "data": {"dataset": "digits", "n_train": 300, "n_test": 40},
-                     "stop": {"max_epochs": 60}, "optim": {"lr": 0.1, "batch_size": 10}}}
+                     "stop": {"max_epochs": 400}, "optim": {"lr": 0.1, "batch_size": 10}}}
 
 
 def kill_first_running_run(uri: str, experiment: str, alive, sig=signal.SIGKILL, timeout: float = 180):
@@ -394,7 +394,7 @@ max_epochs = 40
 @pytest.mark.slow
 def test_ctrl_c_on_the_command_line_exits_130_and_leaves_no_run_running(tmp_path, mlflow_uri):
     spec = tmp_path / "fault_cli.toml"
-    spec.write_text(CLI_SPEC)
+    spec.write_text(CLI_SPEC.replace("max_epochs = 40", "max_epochs = 600"))  # runs of seconds: caught while training
     repo = Path(__file__).resolve().parents[2]
     driver = subprocess.Popen([sys.executable, "-m", "collect", "--config", str(spec), "--workers", "2", "--tracking-uri", mlflow_uri,
                                "--no-progress", "--device", "cpu"], cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
