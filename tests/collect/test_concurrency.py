@@ -191,6 +191,14 @@ def descendants(pid: int) -> set[int]:
     return found
 
 
+def cmdline(pid: int) -> bytes:
+    """The first 100 bytes of a process's command line (empty once it has exited)."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")[:100]
+    except OSError:
+        return b""
+
+
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads the process tree from /proc")
 def test_workers_exit_when_the_driver_is_killed_and_the_next_invocation_closes_its_runs(tmp_path, capsys):
     from collect.cli import main
@@ -211,9 +219,9 @@ def test_workers_exit_when_the_driver_is_killed_and_the_next_invocation_closes_i
         assert running, driver.communicate()[1][-3000:]
         workers = descendants(driver.pid)  # fork server, resource tracker, pool workers
         assert len(workers) >= 3
+        names = {p: cmdline(p) for p in workers}  # before the kill: a process may be gone by the time it is read
         driver.send_signal(signal.SIGKILL)
         driver.wait()
-        names = {p: (Path(f"/proc/{p}/cmdline").read_bytes().replace(b"\0", b" ")[:100]) for p in workers}
         killed, gone = time.perf_counter(), {}
         while len(gone) < len(workers) and time.perf_counter() - killed < 10:
             gone.update({p: time.perf_counter() - killed for p in workers if p not in gone and not claims.process_alive(p)})
