@@ -57,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "together as one stacked model (collect.train_stacked), then measure and log them in --workers processes; "
                         "the others run as usual. auto (default): only the groups a cost model says pay (collect.stack_cost: "
                         ">= 4 runs, small steps, enough training), never with --executor dask; on (or bare --stack): every "
-                        "supported group of >= 2; off: none. The choice is printed. A run of an fcn without batch norm trains "
+                        "supported group of >= 2; off: none. The choice is printed. A run stacking supports (cross-entropy) trains "
                         "one at a time as a stack of one (collect.train_stacked.train_alone), to the same weights as in any stack")
     p.add_argument("--probe", action="store_true",
                    help="convergence probe: train one seed of every grid cell with a generous cap, no measures and no MLflow "

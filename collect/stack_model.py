@@ -51,16 +51,22 @@ class StackedBatchNorm:
     def __call__(self, h: Tensor, train: bool) -> Tensor:
         """Normalise (R, B, F) activations per run and feature."""
         if train:
-            mean = h.mean(1, keepdim=True)
-            var = h.var(1, unbiased=False, keepdim=True)
-            with torch.no_grad():
-                n = h.shape[1]
-                self.running_mean.mul_(1 - self.momentum).add_(mean.squeeze(1), alpha=self.momentum)
-                self.running_var.mul_(1 - self.momentum).add_(var.squeeze(1) * (n / max(n - 1, 1)), alpha=self.momentum)
-                self.batches += 1
-        else:
-            mean, var = self.running_mean.unsqueeze(1), self.running_var.unsqueeze(1)
+            return self.train_forward(h)[0]
+        mean, var = self.running_mean.unsqueeze(1), self.running_var.unsqueeze(1)
         return (h - mean) * torch.rsqrt(var + self.eps) * self.weight.unsqueeze(1) + self.bias.unsqueeze(1)
+
+    def train_forward(self, h: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Training mode: (γ x̂ + β, x̂ = (h − μ_B) / √(σ²_B + ε), 1 / √(σ²_B + ε)), updating the running statistics."""
+        mean = h.mean(1, keepdim=True)
+        var = h.var(1, unbiased=False, keepdim=True)
+        with torch.no_grad():
+            n = h.shape[1]
+            self.running_mean.mul_(1 - self.momentum).add_(mean.squeeze(1), alpha=self.momentum)
+            self.running_var.mul_(1 - self.momentum).add_(var.squeeze(1) * (n / max(n - 1, 1)), alpha=self.momentum)
+            self.batches += 1
+        rstd = torch.rsqrt(var + self.eps)
+        x_hat = (h - mean) * rstd
+        return x_hat * self.weight.unsqueeze(1) + self.bias.unsqueeze(1), x_hat, rstd
 
     def select(self, keep: Tensor) -> "StackedBatchNorm":
         return StackedBatchNorm(self.weight.detach()[keep].requires_grad_(), self.bias.detach()[keep].requires_grad_(),
@@ -168,8 +174,24 @@ class StackedFCN:
 
     @property
     def explicit_gradients(self) -> bool:
-        """Whether ``cross_entropy_grads`` applies: no batch norm, and an activation whose derivative it writes."""
-        return all(n is None for n in self.norms) and self.activation in ("relu", "tanh")
+        """Whether ``cross_entropy_grads`` applies: an activation whose derivative it writes (with or without batch
+        norm)."""
+        return self.activation in ("relu", "tanh")
+
+    @property
+    def fused_sgd(self) -> bool:
+        """Whether ``cross_entropy_sgd_step`` applies: written-out gradients and no batch norm (γ and β have
+        gradients that are not a product hᵀδ or a sum of δ)."""
+        return self.explicit_gradients and all(n is None for n in self.norms)
+
+    def _param_index(self) -> list[tuple[int, int, int | None]]:
+        """Per layer, the positions in ``params()`` of its weight, its bias and its batch norm's γ (β follows γ)."""
+        out, i = [], 0
+        for k in range(len(self.weights)):
+            norm = self.norms[k] if k < len(self.norms) else None
+            out.append((i, i + 1, i + 2 if norm is not None else None))
+            i += 4 if norm is not None else 2
+        return out
 
     @torch.no_grad()
     def cross_entropy_grads(self, x: Tensor, y: Tensor, grads: Sequence[Tensor]) -> Tensor:
@@ -181,13 +203,27 @@ class StackedFCN:
             δ_K = (softmax(z_K) − onehot(y)) / B,  ∂W_k = h_kᵀ δ_k,  ∂b_k = Σ_i δ_k,  δ_{k−1} = (δ_k W_kᵀ) ⊙ m ⊙ φ'(z)
 
         (m the run's dropout mask scaled by 1/(1 − p); φ' = 1[z > 0] for ReLU, 1 − φ(z)² for tanh). Dropout draws
-        the same masks from the same generators as ``forward``."""
-        losses, inputs, slopes, delta = self._output_delta(x, y)
+        the same masks from the same generators as ``forward``. With batch norm (a = γ x̂ + β, x̂ = (z − μ_B) s,
+        s = 1/√(σ²_B + ε), batch statistics over the B rows of each run) the δ reaching a is carried back to z by
+
+            ∂γ = Σ_i δ_a x̂,  ∂β = Σ_i δ_a,  g = γ δ_a,  δ_z = (s / B) (B g − Σ_i g − x̂ Σ_i g x̂)."""
+        losses, inputs, slopes, delta, normed = self._output_delta(x, y)
+        index = self._param_index()
         for i in range(len(self.weights) - 1, -1, -1):
-            torch.bmm(inputs[i].transpose(1, 2), delta, out=grads[2 * i])
-            torch.sum(delta, dim=1, out=grads[2 * i + 1])
-            if i > 0:
-                delta = torch.bmm(delta, self.weights[i].transpose(1, 2)).mul_(slopes[i - 1])
+            w_at, b_at, g_at = index[i]
+            torch.bmm(inputs[i].transpose(1, 2), delta, out=grads[w_at])
+            torch.sum(delta, dim=1, out=grads[b_at])
+            if i == 0:
+                break
+            delta = torch.bmm(delta, self.weights[i].transpose(1, 2)).mul_(slopes[i - 1])
+            if normed[i - 1] is not None:
+                x_hat, rstd = normed[i - 1]
+                g_at = index[i - 1][2]
+                torch.sum(delta * x_hat, dim=1, out=grads[g_at])
+                torch.sum(delta, dim=1, out=grads[g_at + 1])
+                g = delta.mul_(self.norms[i - 1].weight.detach().unsqueeze(1))
+                n = g.shape[1]
+                delta = (g * n - g.sum(1, keepdim=True) - x_hat * (g * x_hat).sum(1, keepdim=True)).mul_(rstd / n)
         return losses
 
     @torch.no_grad()
@@ -196,7 +232,9 @@ class StackedFCN:
         gradient accumulated straight into the tensor it updates (``StackedOptimizer.sgd_update``): no gradient
         is stored and read back. W_k is read for δ_{k−1} before it is updated. Without momentum δ_K is scaled by
         −η_r first; the chain is linear in δ, so every δ_k is then −η_r ∂L_r/∂z_k. Returns the (R,) losses."""
-        losses, inputs, slopes, delta = self._output_delta(x, y)
+        if not self.fused_sgd:
+            raise ValueError("cross_entropy_sgd_step needs a stack without batch norm; use cross_entropy_grads")
+        losses, inputs, slopes, delta, _ = self._output_delta(x, y)
         if not opt.use_momentum:
             delta.mul_(opt.neg_lr)
         for i in range(len(self.weights) - 1, -1, -1):
@@ -207,12 +245,15 @@ class StackedFCN:
         opt.steps += 1
         return losses
 
-    def _output_delta(self, x: Tensor, y: Tensor) -> tuple[Tensor, list[Tensor], list[Tensor], Tensor]:
+    def _output_delta(self, x: Tensor, y: Tensor) -> tuple[Tensor, list[Tensor], list[Tensor], Tensor,
+                                                          list[tuple[Tensor, Tensor] | None]]:
         """The forward pass of ``cross_entropy_grads``: (R,) losses, each layer's input h_k, each hidden layer's
-        m ⊙ φ'(z_k), and δ_K = (softmax(z_K) − onehot(y)) / B."""
+        m ⊙ φ'(a_k) (a_k = z_k without batch norm), δ_K = (softmax(z_K) − onehot(y)) / B, and each hidden layer's
+        (x̂, 1/√(σ²_B + ε)) with batch norm (None without; the running statistics are updated as in ``forward``)."""
         last = len(self.weights) - 1
         inputs: list[Tensor] = []
         slopes: list[Tensor] = []
+        normed: list[tuple[Tensor, Tensor] | None] = []
         h = x
         for i, (w, b) in enumerate(zip(self.weights, self.biases)):
             inputs.append(h)
@@ -220,6 +261,12 @@ class StackedFCN:
             if i == last:
                 h = z
                 break
+            norm = self.norms[i]
+            if norm is not None:
+                z, x_hat, rstd = norm.train_forward(z)
+                normed.append((x_hat, rstd))
+            else:
+                normed.append(None)
             if self.activation == "relu":
                 h, slope = torch.relu(z), (z > 0).to(z.dtype)
             else:
@@ -234,7 +281,7 @@ class StackedFCN:
         losses = -log_p.gather(2, picked).squeeze(-1).mean(1)
         delta = log_p.exp_()
         delta.scatter_add_(2, picked, torch.full_like(picked, -1, dtype=delta.dtype)).div_(delta.shape[1])
-        return losses, inputs, slopes, delta
+        return losses, inputs, slopes, delta, normed
 
     def select(self, keep: Tensor) -> None:
         """Keep only the runs at positions ``keep`` (a stopped run leaves the stack)."""

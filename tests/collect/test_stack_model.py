@@ -48,11 +48,49 @@ def test_written_out_gradients_equal_autograd(activation, dropout):
         assert not torch.allclose(other[0], grads[0])
 
 
-def test_batch_norm_stacks_use_autograd():
-    torch.manual_seed(0)
-    models = [nn.Sequential(nn.Linear(4, 5), nn.BatchNorm1d(5), nn.ReLU(), nn.Linear(5, 3)) for _ in range(2)]
-    net = StackedFCN.from_models(models, "relu", [0.0, 0.0], [torch.Generator(), torch.Generator()], torch.device("cpu"))
-    assert not net.explicit_gradients
+def _bn_stack(activation: str, dropout: list[float]) -> tuple[StackedFCN, torch.Tensor, torch.Tensor]:
+    torch.manual_seed(1)
+    act = {"relu": nn.ReLU, "tanh": nn.Tanh}[activation]
+    models = []
+    for _ in dropout:
+        m = nn.Sequential(nn.Linear(7, 6), nn.BatchNorm1d(6), act(), nn.Linear(6, 5), nn.BatchNorm1d(5), act(),
+                          nn.Linear(5, 3)).double()
+        for bn in (m[1], m[4]):  # γ, β away from 1, 0, so that a wrong γ or β term shows
+            nn.init.uniform_(bn.weight, 0.5, 1.5)
+            nn.init.uniform_(bn.bias, -0.5, 0.5)
+        models.append(m)
+    gens = [torch.Generator().manual_seed(10 + r) for r in range(len(dropout))]
+    net = StackedFCN.from_models(models, activation, dropout, gens, torch.device("cpu"))
+    return net, torch.randn(len(dropout), 9, 7, dtype=torch.float64), torch.randint(0, 3, (len(dropout), 9))
+
+
+@pytest.mark.parametrize("activation", ["relu", "tanh"])
+@pytest.mark.parametrize("dropout", [[0.0, 0.0], [0.0, 0.4]])
+def test_written_out_batch_norm_gradients_equal_autograd(activation, dropout):
+    """The batch-norm backward (δ_z = (s/B)(B g − Σg − x̂ Σ g x̂), ∂γ, ∂β) against autograd through ``forward``, and
+    the running statistics updated once per call exactly as ``forward`` updates them (float64, 1e-10)."""
+    net, x, y = _bn_stack(activation, dropout)
+    assert net.explicit_gradients and not net.fused_sgd
+    states = [g.get_state() for g in net.generators]
+    running = [(n.running_mean.clone(), n.running_var.clone()) for n in net.norms]
+    grads = [torch.empty_like(p) for p in net.params()]
+    losses = net.cross_entropy_grads(x, y, grads)
+    after = [(n.running_mean.clone(), n.running_var.clone()) for n in net.norms]
+    for n, (mean, var) in zip(net.norms, running):  # replay from the same statistics and masks
+        n.running_mean.copy_(mean)
+        n.running_var.copy_(var)
+    for g, st in zip(net.generators, states):
+        g.set_state(st)
+    ref_losses = per_run_loss(cross_entropy, net.forward(x, train=True), y, fused=True)
+    ref = torch.autograd.grad(ref_losses.sum(), net.params())
+    torch.testing.assert_close(losses, ref_losses.detach(), rtol=1e-12, atol=1e-12)
+    assert len(grads) == len(ref) == 3 * 2 + 2 * 2
+    for got, want in zip(grads, ref):
+        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
+    for n, (mean, var) in zip(net.norms, after):
+        assert torch.equal(n.running_mean, mean) and torch.equal(n.running_var, var)
+    with pytest.raises(ValueError, match="batch norm"):
+        net.cross_entropy_sgd_step(x, y, StackedOptimizer("sgd", net.params(), [0.1] * 2, [0.0] * 2, [0.0] * 2))
 
 
 @pytest.mark.parametrize("momentum", [[0.0, 0.0, 0.0], [0.9, 0.5, 0.0]], ids=["plain", "momentum"])

@@ -115,7 +115,8 @@ def _alone(cfg):
     return got, ds
 
 
-@pytest.mark.parametrize("spec", [TINY, PLAIN_SGD, ADAM], ids=["sgd-momentum", "sgd", "adam"])
+@pytest.mark.parametrize("spec", [TINY, PLAIN_SGD, ADAM, BATCH_NORM, FCN_BN],
+                         ids=["sgd-momentum", "sgd", "adam", "batch-norm", "fcn_bn"])
 def test_a_run_trained_alone_equals_train(spec) -> None:
     """``train_alone`` (run_one's path for such runs: a stack of one) against ``collect.train.train`` on the same
     model object run_one builds, at the tolerance of the stacked test above (rounding amplified by training)."""
@@ -140,7 +141,8 @@ def test_a_run_trained_alone_equals_train(spec) -> None:
             assert all(torch.equal(a, b) for a, b in zip(got.next_iterate().values(), nxt_got.values()))  # same each call
 
 
-@pytest.mark.parametrize("spec", [TINY, PLAIN_SGD, ADAM], ids=["sgd-momentum", "sgd", "adam"])
+@pytest.mark.parametrize("spec", [TINY, PLAIN_SGD, ADAM, BATCH_NORM, FCN_BN],
+                         ids=["sgd-momentum", "sgd", "adam", "batch-norm", "fcn_bn"])
 def test_stacked_runs_equal_the_same_runs_one_at_a_time(spec) -> None:
     """A stack of 8 (dropout 0 and 0.3, weight decay 0 and 0.01, two learning rates) against each run as run_one
     trains it one at a time (``train_alone``): a run's arithmetic does not depend on the other runs of its stack,
@@ -163,12 +165,11 @@ def test_stacked_runs_equal_the_same_runs_one_at_a_time(spec) -> None:
         torch.testing.assert_close(_margins(got.model, ds), _margins(ref.model, ds), rtol=1e-6, atol=1e-7)
 
 
-def test_only_fcns_without_batch_norm_train_alone() -> None:
+def test_only_what_stacking_supports_trains_alone() -> None:
     base = _planned(TINY)[0].config
     assert trains_alone(base)
-    for change in ({"model": {**TINY["base"]["model"], "batch_norm": True}},
-                   {"model": {"arch": "fcn_bn", "width": 12}},
-                   {"optim": {"optimizer": "rmsprop", "lr": 0.01, "batch_size": 16}},
+    assert trains_alone(_planned(BATCH_NORM)[0].config) and trains_alone(_planned(FCN_BN)[0].config)
+    for change in ({"optim": {"optimizer": "rmsprop", "lr": 0.01, "batch_size": 16}},
                    {"model": {"arch": "lenet5"}},
                    {"loss": "mse"}):
         spec = {**TINY, "base": {**TINY["base"], **change}, "grid": {}, "zip": []}
