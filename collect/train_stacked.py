@@ -16,9 +16,12 @@ A step is one batched forward/backward pass for all runs, with no host synchroni
 gather from the runs' index tensors, and non-finite losses are accumulated on the device and read at evaluations.
 Afterwards each run is measured and logged by ``collect.runner.run_one`` as its own child run, with a ``train_fn``
 (``replay_train``) that hands over the trained weights, curves and optimizer state instead of training.
-Results equal one-at-a-time training up to floating-point rounding: a batched matrix product sums in a different
-order than ``nn.Linear``'s, so weights differ in the last bits after the first step and the difference grows slowly
-with training (the tests bound it: same stopping steps and accuracies, margins within 1e-4 relative).
+``run_one`` trains a supported run one at a time as a stack of one (``train_alone``); a run's arithmetic does not
+depend on the other runs of its stack, so it reaches the same weights either way (the tests: 1e-6 relative, same
+stopping steps). Against ``collect.train.train`` (autograd and ``torch.optim``, the reference) results agree up to
+floating-point rounding: a batched matrix product sums in a different order than ``nn.Linear``'s, so weights differ
+in the last bits after the first step and the difference grows slowly with training (the tests bound it: same
+stopping steps and accuracies, margins within 1e-4 relative).
 """
 
 from __future__ import annotations
