@@ -210,7 +210,7 @@ class StackedFCN:
         losses, inputs, slopes, delta, normed = self._output_delta(x, y)
         index = self._param_index()
         for i in range(len(self.weights) - 1, -1, -1):
-            w_at, b_at, g_at = index[i]
+            w_at, b_at, _ = index[i]
             torch.bmm(inputs[i].transpose(1, 2), delta, out=grads[w_at])
             torch.sum(delta, dim=1, out=grads[b_at])
             if i == 0:

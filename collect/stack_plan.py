@@ -2,9 +2,9 @@
 
 Configurations that share architecture, data sizes, batch size, optimizer, loss and stopping rule but differ in
 seed, learning rate, weight decay, momentum (non-zero values; runs without momentum form their own stacks), dropout
-rate, initialisation scale or data seed share a stack (``shape_key``). What is not stacked (it runs one at a time, with a message): architectures other than ``fcn`` and
-``fcn_bn`` (batch norm is stacked), optimizers other than sgd / gd / adam, SWA, a mid-training transform, curve measures, and groups of
-one run (``unsupported``).
+rate, initialisation scale or data seed share a stack (``shape_key``). What is not stacked (it runs one at a time,
+with a message): architectures other than ``fcn`` and ``fcn_bn`` (batch norm is stacked), optimizers other than
+sgd / gd / adam, SWA, a mid-training transform, curve measures, and groups of one run (``unsupported``).
 """
 
 from __future__ import annotations

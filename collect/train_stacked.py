@@ -300,9 +300,10 @@ def train_alone(config: RunConfig, model: nn.Module, data: TensorData, loss_fn, 
     same result one at a time as in any stack (tests/collect/test_stacked.py: equal to 1e-6 relative, same stopping
     steps). Without batch norm its step costs less than ``train``'s (the gradients are written out, and with
     SGD ``cross_entropy_sgd_step`` needs no optimizer pass either); with batch norm about as much (0.88-0.98x
-    ``train``'s speed on the quick model, one thread: torch's fused batch-norm kernels against written-out ones). Same initialisation, data order, dropout
-    masks (on the CPU), stop rule and curves as ``train``, weights equal to rounding. Such a run has no curve
-    measures and no mid-training transform, so ``on_eval`` has nothing to add and ``transform_at`` is None."""
+    ``train``'s speed on the quick model, one thread: torch's fused batch-norm kernels against written-out ones).
+    Same initialisation, data order, dropout masks (on the CPU), stop rule and curves as ``train``, weights equal to
+    rounding. Such a run has no curve measures and no mid-training transform, so ``on_eval`` has nothing to add and
+    ``transform_at`` is None."""
     if not trains_alone(config):
         raise ValueError("train_alone trains what stacked training supports, on cross-entropy "
                          f"({unsupported(config) or f'loss = {config.loss!r}'}); train this run with collect.train.train")

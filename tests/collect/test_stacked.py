@@ -160,7 +160,7 @@ def test_stacked_runs_equal_the_same_runs_one_at_a_time(spec) -> None:
             assert a.keys() == b.keys()
             for k in a:
                 assert a[k] == pytest.approx(b[k], rel=1e-6, abs=1e-12), k
-        for (k, v), w in zip(ref.model.state_dict().items(), got.model.state_dict().values()):
+        for v, w in zip(ref.model.state_dict().values(), got.model.state_dict().values()):
             torch.testing.assert_close(w, v, rtol=1e-6, atol=1e-6 * float(v.abs().max()))
         torch.testing.assert_close(_margins(got.model, ds), _margins(ref.model, ds), rtol=1e-6, atol=1e-7)
 
