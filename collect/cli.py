@@ -102,6 +102,10 @@ def _main(args: argparse.Namespace, argv: list[str] | None) -> int:
 
         uri = resolve_tracking_uri(args.tracking_uri)
         check_store(uri)
+        if args.executor == "local":  # the workers' fork server imports torch and MLflow beside this start-up
+            from collect.worker_context import start_worker_server
+
+            start_worker_server(args.workers)
     if args.experiment is not None and not args.experiment.strip():
         raise SpecError("--experiment '': give the MLflow experiment a non-empty name (or leave the flag out: the sweep's name)")
     from collect.preflight import check_runs

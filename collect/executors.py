@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import multiprocessing
 import os
 import queue
 import signal
@@ -42,6 +41,7 @@ from collect.store_check import write_failure
 from collect.runner import Executor, RunOutcome, SweepTarget, run_one
 from collect.sweep import PlannedRun
 from collect.train_stacked import replay_train
+from collect.worker_context import usable_cores, worker_context  # noqa: F401 - usable_cores re-exported
 
 DEFAULT_RETRIES = 2
 TAG_FAILURE_KIND = "failure_kind"  # worker_died | error | interrupted: why an attempt ended without a result
@@ -54,14 +54,6 @@ LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
 
 class ExecutorError(RuntimeError):
     """A bad executor option or an unreachable cluster; the message names the flag and the fix."""
-
-
-def usable_cores() -> int:
-    """Cores this process may run on (respects taskset, cgroups and SLURM allocations), else ``os.cpu_count()``."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS, Windows
-        return os.cpu_count() or 1
 
 
 def local_workers(workers: int | None) -> int:
@@ -332,7 +324,7 @@ class ProcessPool:
 
     def _open(self) -> ProcessPoolExecutor:
         if self._pool is None:
-            self._pool = ProcessPoolExecutor(self.workers, mp_context=_worker_context(), initializer=_init_worker,
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=worker_context(), initializer=_init_worker,
                                              initargs=(os.getpid(),))
         return self._pool
 
@@ -361,20 +353,6 @@ class ProcessPool:
         if self._pool is not None:
             self._pool.shutdown(wait=True)
             self._pool = None
-
-
-def _worker_context() -> multiprocessing.context.BaseContext:
-    """``forkserver`` where the OS has it, else ``spawn``; never plain ``fork`` (unsafe once torch's thread pools or
-    CUDA have started). The fork server imports torch, MLflow and the toolkit once; every worker, including those that
-    replace a dead one, is forked from it in milliseconds instead of paying those imports again."""
-    if "forkserver" not in multiprocessing.get_all_start_methods():
-        return multiprocessing.get_context("spawn")
-    from collect.measures.registry import MEASURE_MODULES
-
-    ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(["collect.forkserver_guard", "collect.executors", "collect.data", "collect.models", "collect.optim",
-                                "mlflow.store.tracking.sqlalchemy_store", "mlflow.store.tracking.rest_store", *MEASURE_MODULES])
-    return ctx
 
 
 def _kill_workers(pool: ProcessPoolExecutor) -> None:

@@ -22,6 +22,7 @@ from mlflow import MlflowClient
 from mlflow.entities import DatasetInput, InputTag, Metric, Param, RunTag
 
 from collect.names import safe_component
+from collect.store_template import create_from_template
 from collect.store_check import DEFAULT_TRACKING_URI, StoreError, check_store, resolve_tracking_uri, sqlite_path  # noqa: F401 - re-exported
 from collect.tags import EXPERIMENT_KIND_TAG, MODEL_TRAINING, PARENT_TAG, TAG_HASH, TAG_INTERVENTION, TAG_KIND, TAG_SWEEP  # noqa: F401 - re-exported
 
@@ -42,7 +43,8 @@ def artifact_root(uri: str) -> str | None:
 def ensure_store(uri: str, lock_timeout: float = STORE_LOCK_TIMEOUT_S) -> MlflowClient:
     """Open the store. A SQLite database is first opened (and, when new, created and schema-migrated) under a file
     lock beside it (``<db>.lock``), so concurrent first use by several processes waits instead of racing the
-    migration (alembic: "Online migration expected to match one row")."""
+    migration (alembic: "Online migration expected to match one row"). A new SQLite store starts as a copy of an
+    empty migrated one (``collect.store_template``), so its migration is paid once per machine and MLflow version."""
     # MLflow logs every SQLAlchemy error with its traceback (tens of lines) before raising it; the exception carries
     # the same message, which the run's failure reason or the command's one line reports.
     logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
@@ -53,6 +55,8 @@ def ensure_store(uri: str, lock_timeout: float = STORE_LOCK_TIMEOUT_S) -> Mlflow
         return client
     path.parent.mkdir(parents=True, exist_ok=True)
     with store_lock(path.with_name(path.name + ".lock"), lock_timeout):
+        if not path.exists():
+            create_from_template(path)
         client = MlflowClient(tracking_uri=uri)
         client.search_experiments(max_results=1)
     return client

@@ -55,7 +55,6 @@ from typing import Callable
 
 import numpy as np
 import torch
-from scipy.optimize import Bounds, minimize
 
 from collect.hessian.operator import ChunkedLoss
 
@@ -331,6 +330,8 @@ def _lbfgsb(
     max_iter: int,
 ) -> tuple[float, int, int]:
     """L-BFGS-B on the box from y0; (largest loss evaluated, evaluations, iterations)."""
+    from scipy.optimize import Bounds, minimize  # imported on use: the driver loads this module only to check a spec
+
     best, evals = [-np.inf], [0]
 
     def neg(y_np: np.ndarray) -> tuple[float, np.ndarray]:

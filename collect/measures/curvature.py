@@ -13,9 +13,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import scipy.stats
 import torch
-from sklearn.neighbors import LocalOutlierFactor
 from torch import nn
 
 from collect.config import SpecError
@@ -117,11 +115,15 @@ def _layer_names(model: nn.Module) -> list[str]:
 def _pearson(a: np.ndarray, b: np.ndarray) -> float:
     if a.size < 3 or np.ptp(a) == 0 or np.ptp(b) == 0:
         return float("nan")
+    import scipy.stats  # imported on use: the driver loads this module only to check a spec
+
     return float(scipy.stats.pearsonr(a, b).statistic)
 
 
 def _pearson_after_lof(a: np.ndarray, b: np.ndarray, n_neighbors: int) -> tuple[float, int]:
     """Pearson r after removing LocalOutlierFactor outliers of the standardised (a, b) scatter; (r, points kept)."""
+    from sklearn.neighbors import LocalOutlierFactor
+
     if a.size < 4 or np.ptp(a) == 0 or np.ptp(b) == 0:
         return float("nan"), int(a.size)
     z = np.column_stack([(a - a.mean()) / a.std(), (b - b.mean()) / b.std()])

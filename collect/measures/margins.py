@@ -11,7 +11,6 @@ of the two logits (0, z), which classify and train exactly as z does (``collect.
 from __future__ import annotations
 
 import numpy as np
-import scipy.stats
 import torch
 
 from collect.logits import output_margins, predict, probability_margins
@@ -24,6 +23,8 @@ QUANTILES = (5, 10, 25, 50, 75)
 
 def summarize(values: np.ndarray, prefix: str) -> dict[str, float]:
     """Distribution summary of ``values``: mean, std, skewness, excess kurtosis, min, quantiles 5/10/25/50/75."""
+    import scipy.stats  # imported on use: the driver loads this module only to check a spec
+
     v = np.asarray(values, dtype=np.float64)
     out = {
         f"{prefix}_mean": float(v.mean()),
