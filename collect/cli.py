@@ -154,8 +154,7 @@ def _main(args: argparse.Namespace, argv: list[str] | None) -> int:
     with open_executor(args.executor, workers=args.workers, scheduler=args.scheduler, retries=args.retries) as (executor, threads):
         if stacking.stacked:  # the chosen stacks train together, the rest go to `executor`
             from collect.stack_executor import stacked_executor
-
-            from collect.executors import local_workers
+            from collect.worker_context import local_workers
 
             # measuring and logging of stacked runs: in --workers local processes (with dask: in this process)
             workers = local_workers(args.workers) if args.executor == "local" else 1

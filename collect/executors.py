@@ -41,7 +41,7 @@ from collect.store_check import write_failure
 from collect.runner import Executor, RunOutcome, SweepTarget, run_one
 from collect.sweep import PlannedRun
 from collect.train_stacked import replay_train
-from collect.worker_context import usable_cores, worker_context  # noqa: F401 - usable_cores re-exported
+from collect.worker_context import local_workers, usable_cores, worker_context  # noqa: F401 - usable_cores re-exported
 
 DEFAULT_RETRIES = 2
 TAG_FAILURE_KIND = "failure_kind"  # worker_died | error | interrupted: why an attempt ended without a result
@@ -54,11 +54,6 @@ LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
 
 class ExecutorError(RuntimeError):
     """A bad executor option or an unreachable cluster; the message names the flag and the fix."""
-
-
-def local_workers(workers: int | None) -> int:
-    """Runs the local executor trains at once: ``--workers`` when given, else every usable core."""
-    return workers or usable_cores()
 
 
 def threads_per_run(cores: int, runs_in_parallel: int) -> int:

@@ -48,15 +48,15 @@ def build_template(path: Path) -> Path:
 def create_from_template(db: Path, cache_dir: Path = DEFAULT_CACHE_DIR) -> bool:
     """Put a copy of the template at ``db`` (which must not exist; the caller holds the store's lock); True when it
     did, False when no template could be built or copied (MLflow then migrates ``db`` itself)."""
+    partial = db.with_name(f".{db.name}.partial")
     try:
         template = template_path(cache_dir)
         if not template.exists():
             build_template(template)
-        partial = db.with_name(f".{db.name}.partial")
         shutil.copyfile(template, partial)
         os.replace(partial, db)  # never a half-copied store under the store's name
         return True
     except (OSError, sqlite3.Error):
         with contextlib.suppress(OSError):
-            db.with_name(f".{db.name}.partial").unlink()
+            partial.unlink()
         return False

@@ -22,8 +22,8 @@ from mlflow import MlflowClient
 from mlflow.entities import DatasetInput, InputTag, Metric, Param, RunTag
 
 from collect.names import safe_component
-from collect.store_template import create_from_template
 from collect.store_check import DEFAULT_TRACKING_URI, StoreError, check_store, resolve_tracking_uri, sqlite_path  # noqa: F401 - re-exported
+from collect.store_template import create_from_template
 from collect.tags import EXPERIMENT_KIND_TAG, MODEL_TRAINING, PARENT_TAG, TAG_HASH, TAG_INTERVENTION, TAG_KIND, TAG_SWEEP  # noqa: F401 - re-exported
 
 # MLflow's limits of one log_batch call (mlflow.utils.validation): metrics, params, tags, and all of them together

@@ -28,6 +28,11 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
+def local_workers(workers: int | None) -> int:
+    """Runs the local executor trains at once: ``--workers`` when given, else every usable core."""
+    return workers or usable_cores()
+
+
 def worker_context() -> multiprocessing.context.BaseContext:
     """The fork-server context with ``PRELOAD`` and every measure module preloaded; ``spawn`` without a fork server."""
     if "forkserver" not in multiprocessing.get_all_start_methods():
@@ -43,7 +48,7 @@ def start_worker_server(workers: int | None) -> bool:
     """Launch the fork server now (it preloads in the background; the first worker's fork waits for it); False
     where there is no fork server or ``workers`` (None: the usable cores) is 1, so runs train in the driver.
     Idempotent: the pool opened later uses the same server."""
-    if (workers or usable_cores()) < 2 or "forkserver" not in multiprocessing.get_all_start_methods():
+    if local_workers(workers) < 2 or "forkserver" not in multiprocessing.get_all_start_methods():
         return False
     from multiprocessing import forkserver
 
